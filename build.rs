@@ -1,0 +1,2 @@
+// Kernels are compiled here once the CUDA backend lands.
+fn main() {}

@@ -1,0 +1,253 @@
+//! config.json → [`ModelConfig`], validated. Sizes always come from here, never from constants, so the
+//! same code runs MiniLM-L2/L4/L6/L12, TinyBERT and base-size BERT cross-encoders.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// What a score means by default, as sentence-transformers' CrossEncoder decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// The classifier's logit as is.
+    Raw,
+    /// `1 / (1 + exp(-logit))`.
+    Sigmoid,
+}
+
+impl Activation {
+    #[inline]
+    pub fn apply(self, logit: f32) -> f32 {
+        match self {
+            Activation::Raw => logit,
+            Activation::Sigmoid => 1.0 / (1.0 + (-logit).exp()),
+        }
+    }
+}
+
+/// The default activation the checkpoint asks for; an unsupported one is only an error if the caller
+/// does not choose an activation explicitly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfiguredActivation {
+    Known(Activation),
+    Unsupported { field: &'static str, value: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f32,
+    pub num_labels: usize,
+    pub activation: ConfiguredActivation,
+}
+
+impl ModelConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json_str(&text)
+    }
+
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| Error::Config(format!("not valid JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| Error::Config("expected a JSON object at the top level".into()))?;
+
+        let model_type = obj.get("model_type").and_then(Value::as_str).unwrap_or("");
+        if model_type != "bert" {
+            return Err(Error::Config(format!(
+                "model_type {} is not supported (xenc runs BERT-family cross-encoders: model_type \"bert\")",
+                obj.get("model_type").unwrap_or(&Value::Null)
+            )));
+        }
+        if let Some(act) = obj.get("hidden_act") {
+            if act.as_str() != Some("gelu") {
+                return Err(Error::Config(format!(
+                    "hidden_act {act} is not supported (xenc implements \"gelu\", the exact erf form)"
+                )));
+            }
+        }
+        if let Some(p) = obj.get("position_embedding_type") {
+            if p.as_str() != Some("absolute") {
+                return Err(Error::Config(format!(
+                    "position_embedding_type {p} is not supported (only \"absolute\")"
+                )));
+            }
+        }
+
+        let size = |field: &'static str, default: Option<usize>| -> Result<usize> {
+            match obj.get(field) {
+                None => default.ok_or_else(|| Error::Config(format!("missing field `{field}`"))),
+                Some(x) => match x.as_u64() {
+                    Some(n) if n > 0 && n <= (1 << 24) => Ok(n as usize),
+                    _ => Err(Error::Config(format!(
+                        "field `{field}` is {x}, expected a positive integer"
+                    ))),
+                },
+            }
+        };
+
+        let hidden_size = size("hidden_size", None)?;
+        let num_attention_heads = size("num_attention_heads", None)?;
+        let cfg = ModelConfig {
+            vocab_size: size("vocab_size", None)?,
+            hidden_size,
+            num_hidden_layers: size("num_hidden_layers", None)?,
+            num_attention_heads,
+            intermediate_size: size("intermediate_size", None)?,
+            max_position_embeddings: size("max_position_embeddings", None)?,
+            type_vocab_size: size("type_vocab_size", Some(2))?,
+            layer_norm_eps: match obj.get("layer_norm_eps") {
+                None => 1e-12,
+                Some(x) => match x.as_f64() {
+                    Some(e) if e > 0.0 && e < 1.0 => e as f32,
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "field `layer_norm_eps` is {x}, expected a number in (0, 1)"
+                        )))
+                    }
+                },
+            },
+            num_labels: num_labels(obj)?,
+            activation: configured_activation(obj),
+        };
+        if hidden_size % num_attention_heads != 0 {
+            return Err(Error::Config(format!(
+                "hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}"
+            )));
+        }
+        if cfg.num_labels != 1 {
+            return Err(Error::Config(format!(
+                "the model has {} labels; xenc scores single-label cross-encoders (num_labels 1)",
+                cfg.num_labels
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
+fn num_labels(obj: &serde_json::Map<String, Value>) -> Result<usize> {
+    if let Some(x) = obj.get("num_labels") {
+        return x
+            .as_u64()
+            .filter(|&n| n > 0)
+            .map(|n| n as usize)
+            .ok_or_else(|| Error::Config(format!("field `num_labels` is {x}, expected a positive integer")));
+    }
+    match obj.get("id2label") {
+        Some(Value::Object(m)) if !m.is_empty() => Ok(m.len()),
+        Some(x) => Err(Error::Config(format!("field `id2label` is {x}, expected a non-empty object"))),
+        // transformers' PretrainedConfig default.
+        None => Ok(2),
+    }
+}
+
+/// sentence-transformers' rule: `sentence_transformers.activation_fn` (v4+), else
+/// `sbert_ce_default_activation_function` (older), else sigmoid for a single label.
+fn configured_activation(obj: &serde_json::Map<String, Value>) -> ConfiguredActivation {
+    let found = obj
+        .get("sentence_transformers")
+        .and_then(|st| st.get("activation_fn"))
+        .map(|v| ("sentence_transformers.activation_fn", v))
+        .or_else(|| {
+            obj.get("sbert_ce_default_activation_function")
+                .map(|v| ("sbert_ce_default_activation_function", v))
+        });
+    match found {
+        None | Some((_, Value::Null)) => ConfiguredActivation::Known(Activation::Sigmoid),
+        Some((field, v)) => {
+            let name = v.as_str().unwrap_or("");
+            let last = name.rsplit('.').next().unwrap_or("");
+            match last {
+                "Identity" => ConfiguredActivation::Known(Activation::Raw),
+                "Sigmoid" => ConfiguredActivation::Known(Activation::Sigmoid),
+                _ => ConfiguredActivation::Unsupported {
+                    field,
+                    value: v.to_string(),
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINILM: &str = r#"{"model_type":"bert","hidden_act":"gelu","hidden_size":384,
+        "num_attention_heads":12,"num_hidden_layers":6,"intermediate_size":1536,
+        "max_position_embeddings":512,"type_vocab_size":2,"vocab_size":30522,
+        "layer_norm_eps":1e-12,"id2label":{"0":"LABEL_0"}}"#;
+
+    fn with(field: &str, value: &str) -> String {
+        let mut v: Value = serde_json::from_str(MINILM).unwrap();
+        v[field] = serde_json::from_str(value).unwrap();
+        v.to_string()
+    }
+
+    #[test]
+    fn minilm_parses_with_sigmoid_default() {
+        let c = ModelConfig::from_json_str(MINILM).unwrap();
+        assert_eq!((c.hidden_size, c.num_attention_heads, c.head_dim()), (384, 12, 32));
+        assert_eq!(c.num_labels, 1);
+        assert_eq!(c.activation, ConfiguredActivation::Known(Activation::Sigmoid));
+    }
+
+    #[test]
+    fn activation_fields_follow_sentence_transformers() {
+        let c = ModelConfig::from_json_str(&with(
+            "sbert_ce_default_activation_function",
+            r#""torch.nn.modules.linear.Identity""#,
+        ))
+        .unwrap();
+        assert_eq!(c.activation, ConfiguredActivation::Known(Activation::Raw));
+        let c = ModelConfig::from_json_str(&with(
+            "sentence_transformers",
+            r#"{"activation_fn":"torch.nn.modules.activation.Sigmoid"}"#,
+        ))
+        .unwrap();
+        assert_eq!(c.activation, ConfiguredActivation::Known(Activation::Sigmoid));
+        let c = ModelConfig::from_json_str(&with(
+            "sentence_transformers",
+            r#"{"activation_fn":"torch.nn.modules.activation.Tanh"}"#,
+        ))
+        .unwrap();
+        assert!(matches!(c.activation, ConfiguredActivation::Unsupported { .. }));
+    }
+
+    #[test]
+    fn unsupported_fields_are_named() {
+        for (field, value, needle) in [
+            ("hidden_act", r#""gelu_new""#, "hidden_act \"gelu_new\""),
+            ("model_type", r#""roberta""#, "model_type \"roberta\""),
+            ("hidden_size", "-3", "`hidden_size` is -3"),
+            ("num_attention_heads", "7", "not a multiple of num_attention_heads 7"),
+            ("num_labels", "3", "3 labels"),
+            ("position_embedding_type", r#""relative_key""#, "position_embedding_type"),
+            ("layer_norm_eps", r#""x""#, "layer_norm_eps"),
+        ] {
+            let err = ModelConfig::from_json_str(&with(field, value)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{field}: {err}");
+        }
+        let mut v: Value = serde_json::from_str(MINILM).unwrap();
+        v.as_object_mut().unwrap().remove("vocab_size");
+        let err = ModelConfig::from_json_str(&v.to_string()).unwrap_err().to_string();
+        assert!(err.contains("missing field `vocab_size`"), "{err}");
+        assert!(ModelConfig::from_json_str("{").unwrap_err().to_string().contains("JSON"));
+    }
+}

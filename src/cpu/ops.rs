@@ -1,0 +1,359 @@
+//! The model's operations in plain fp32, one function per op. Each is the CPU twin of a CUDA kernel
+//! in `kernels/` (same name, same arguments, same layout: row-major, ragged rows, no padding) and the
+//! reference that kernel is tested against. Accumulations are fp32; LayerNorm is two-pass.
+
+use rayon::prelude::*;
+
+/// Queries an attention call computes: all of them, or only each pair's [CLS] (the last layer needs
+/// nothing else once K and V are formed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queries {
+    /// Output row of query q of pair p: `cu_seqlens[p] + q` (T rows).
+    All,
+    /// Output row of pair p's [CLS] query: `p` (n rows).
+    ClsOnly,
+}
+
+/// `out[t] = LayerNorm(word[ids[t]] + pos[position_ids[t]] + type[token_type_ids[t]])`; `out` is `[T, h]`.
+/// Indices must have been validated (see `RaggedBatch::validate`).
+#[allow(clippy::too_many_arguments)]
+pub fn embed_layernorm(
+    input_ids: &[u32],
+    token_type_ids: &[u32],
+    position_ids: &[u32],
+    word_emb: &[f32],
+    pos_emb: &[f32],
+    type_emb: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    out: &mut [f32],
+    h: usize,
+    eps: f32,
+) {
+    out.par_chunks_mut(h).enumerate().for_each(|(t, row)| {
+        let w = &word_emb[input_ids[t] as usize * h..][..h];
+        let p = &pos_emb[position_ids[t] as usize * h..][..h];
+        let ty = &type_emb[token_type_ids[t] as usize * h..][..h];
+        for j in 0..h {
+            row[j] = w[j] + p[j] + ty[j];
+        }
+        layernorm_row(row, gamma, beta, eps);
+    });
+}
+
+/// `out = x · wᵀ (+ bias)`: x `[rows, k]`, w `[n, k]` (PyTorch Linear layout), out `[rows, n]`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    rows: usize,
+    k: usize,
+    n: usize,
+) {
+    assert!(x.len() >= rows * k && w.len() == n * k && out.len() >= rows * n);
+    if rows == 0 {
+        return;
+    }
+    if rows == 1 {
+        // gemm takes a matrix-vector path for one row whose summation order differs from its matrix
+        // kernel's; two identical rows take the matrix kernel, so a pair scores bit-identically alone
+        // and in a batch (the last layer has one row per pair).
+        let mut x2 = x[..k].to_vec();
+        x2.extend_from_slice(&x[..k]);
+        let mut out2 = vec![0f32; 2 * n];
+        linear(&x2, w, bias, &mut out2, 2, k, n);
+        out[..n].copy_from_slice(&out2[..n]);
+        return;
+    }
+    if let Some(b) = bias {
+        for row in out[..rows * n].chunks_exact_mut(n) {
+            row.copy_from_slice(b);
+        }
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 && rows * n * k >= 1 << 16 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assert above bounds every access: dst is rows×n with row stride n, lhs rows×k with
+    // row stride k, rhs is wᵀ viewed as k×n (element (i, j) at w[j·k + i]).
+    unsafe {
+        gemm::gemm(
+            rows,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            bias.is_some(),
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `x = gelu(x + bias)` in place, exact erf form; x is `[rows, n]`.
+pub fn bias_gelu(x: &mut [f32], bias: &[f32], n: usize) {
+    x.par_chunks_mut(n).for_each(|row| {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v = gelu_erf(*v + b);
+        }
+    });
+}
+
+#[inline]
+pub fn gelu_erf(v: f32) -> f32 {
+    0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// `residual = LayerNorm(x + bias + residual)` row by row; the kernel twin writes `out`, which may
+/// alias `residual` — here it always does. x and residual are `[rows, h]`.
+pub fn add_bias_residual_layernorm(
+    x: &[f32],
+    bias: &[f32],
+    residual: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    h: usize,
+    eps: f32,
+) {
+    residual
+        .par_chunks_mut(h)
+        .zip(x.par_chunks(h))
+        .for_each(|(r, x)| {
+            for j in 0..h {
+                r[j] += x[j] + bias[j];
+            }
+            layernorm_row(r, gamma, beta, eps);
+        });
+}
+
+fn layernorm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+        *v = (*v - mean) * inv * g + b;
+    }
+}
+
+/// Ragged self-attention. `qkv` is `[T, 3H]`, each row Q | K | V with head `h` at columns
+/// `h·head_dim ..` of each part; pair p owns rows `cu_seqlens[p] .. cu_seqlens[p + 1]` and attends to
+/// those rows only. `ctx` gets `softmax(q·Kᵀ/√d)·V` per head, at the rows `queries` says.
+pub fn attention_varlen(
+    qkv: &[f32],
+    ctx: &mut [f32],
+    cu_seqlens: &[u32],
+    queries: Queries,
+    num_heads: usize,
+    head_dim: usize,
+) {
+    let hidden = num_heads * head_dim;
+    let stride = 3 * hidden;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let n = cu_seqlens.len() - 1;
+
+    // Carve ctx into one disjoint chunk of output rows per pair.
+    let mut chunks = Vec::with_capacity(n);
+    let mut rest = ctx;
+    for p in 0..n {
+        let rows = match queries {
+            Queries::All => (cu_seqlens[p + 1] - cu_seqlens[p]) as usize,
+            Queries::ClsOnly => 1,
+        };
+        let (chunk, tail) = rest.split_at_mut(rows * hidden);
+        chunks.push((p, chunk));
+        rest = tail;
+    }
+
+    chunks.into_par_iter().for_each(|(p, out)| {
+        let start = cu_seqlens[p] as usize;
+        let len = cu_seqlens[p + 1] as usize - start;
+        let rows = &qkv[start * stride..(start + len) * stride];
+        let mut scores = vec![0f32; len];
+        for (qi, out_row) in out.chunks_exact_mut(hidden).enumerate() {
+            let q_row = &rows[qi * stride..];
+            for h in 0..num_heads {
+                let off = h * head_dim;
+                let q = &q_row[off..off + head_dim];
+                let mut max = f32::NEG_INFINITY;
+                for (j, s) in scores.iter_mut().enumerate() {
+                    let k = &rows[j * stride + hidden + off..][..head_dim];
+                    *s = scale * q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>();
+                    max = max.max(*s);
+                }
+                let mut sum = 0f32;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
+                }
+                let o = &mut out_row[off..off + head_dim];
+                o.fill(0.0);
+                for (j, s) in scores.iter().enumerate() {
+                    let v = &rows[j * stride + 2 * hidden + off..][..head_dim];
+                    for (acc, v) in o.iter_mut().zip(v) {
+                        *acc += s * v;
+                    }
+                }
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|x| *x *= inv);
+            }
+        }
+    });
+}
+
+/// `dst[i] = src[rows[i]]`, rows of width `h`.
+pub fn gather_rows(src: &[f32], rows: &[u32], dst: &mut [f32], h: usize) {
+    for (d, &r) in dst.chunks_exact_mut(h).zip(rows) {
+        d.copy_from_slice(&src[r as usize * h..][..h]);
+    }
+}
+
+/// The head: `pooled = tanh(wp·x + bp)` per pair, then `logits = wc·pooled + bc`.
+/// x_cls `[n, h]`, wp `[h, h]`, wc `[l, h]`, logits `[n, l]`.
+#[allow(clippy::too_many_arguments)]
+pub fn pooler_classifier(
+    x_cls: &[f32],
+    wp: &[f32],
+    bp: &[f32],
+    wc: &[f32],
+    bc: &[f32],
+    logits: &mut [f32],
+    h: usize,
+    l: usize,
+) {
+    logits
+        .par_chunks_mut(l)
+        .zip(x_cls.par_chunks(h))
+        .for_each(|(out, x)| {
+            let pooled: Vec<f32> = (0..h)
+                .map(|j| (bp[j] + dot(&wp[j * h..][..h], x)).tanh())
+                .collect();
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = bc[i] + dot(&wc[i * h..][..h], &pooled);
+            }
+        });
+}
+
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Naive triple loop in f64, to check the GEMM call's strides.
+    #[test]
+    fn linear_matches_naive() {
+        let (rows, k, n) = (37, 19, 23);
+        let x: Vec<f32> = (0..rows * k).map(|i| ((i * 31 % 17) as f32 - 8.0) / 7.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 13 % 11) as f32 - 5.0) / 3.0).collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.25).collect();
+        let mut out = vec![0f32; rows * n];
+        linear(&x, &w, Some(&b), &mut out, rows, k, n);
+        for r in 0..rows {
+            for j in 0..n {
+                let want: f64 = b[j] as f64
+                    + (0..k).map(|i| x[r * k + i] as f64 * w[j * k + i] as f64).sum::<f64>();
+                assert!((out[r * n + j] as f64 - want).abs() < 1e-4, "({r},{j})");
+            }
+        }
+        let mut no_bias = vec![7f32; rows * n];
+        linear(&x, &w, None, &mut no_bias, rows, k, n);
+        assert!((no_bias[5] - (out[5] - b[5])).abs() < 1e-4);
+    }
+
+    /// A row's result must not depend on how many rows share the call: that is what makes a pair score
+    /// the same alone and in a batch.
+    #[test]
+    fn linear_rows_do_not_depend_on_the_row_count() {
+        let (k, n, max_rows) = (384, 384, 300);
+        let x: Vec<f32> = (0..max_rows * k).map(|i| ((i * 7919 % 1013) as f32 - 500.0) / 300.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 104729 % 997) as f32 - 498.0) / 900.0).collect();
+        let mut all = vec![0f32; max_rows * n];
+        linear(&x, &w, None, &mut all, max_rows, k, n);
+        for rows in [1, 2, 3, 17, 64, 299] {
+            let mut part = vec![0f32; rows * n];
+            linear(&x[..rows * k], &w, None, &mut part, rows, k, n);
+            assert!(part.iter().zip(&all).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows");
+        }
+    }
+
+    #[test]
+    fn attention_of_one_token_returns_its_value() {
+        // A length-1 pair attends only to itself: ctx = V.
+        let (heads, d) = (2, 4);
+        let hidden = heads * d;
+        let qkv: Vec<f32> = (0..3 * hidden).map(|i| i as f32 * 0.1).collect();
+        let mut ctx = vec![0f32; hidden];
+        attention_varlen(&qkv, &mut ctx, &[0, 1], Queries::All, heads, d);
+        assert_eq!(ctx, qkv[2 * hidden..].to_vec());
+    }
+
+    #[test]
+    fn attention_cls_only_equals_first_rows_of_full() {
+        let (heads, d) = (3, 8);
+        let hidden = heads * d;
+        let cu = [0u32, 5, 6, 13];
+        let t = 13;
+        let qkv: Vec<f32> = (0..t * 3 * hidden).map(|i| ((i * 7919 % 101) as f32 - 50.0) / 40.0).collect();
+        let mut full = vec![0f32; t * hidden];
+        attention_varlen(&qkv, &mut full, &cu, Queries::All, heads, d);
+        let mut cls = vec![0f32; 3 * hidden];
+        attention_varlen(&qkv, &mut cls, &cu, Queries::ClsOnly, heads, d);
+        for p in 0..3 {
+            let r = cu[p] as usize;
+            assert_eq!(&cls[p * hidden..][..hidden], &full[r * hidden..][..hidden]);
+        }
+        // Each ctx row is a convex combination of its own pair's V rows: within their range.
+        for p in 0..3 {
+            let (a, b) = (cu[p] as usize, cu[p + 1] as usize);
+            for c in 0..hidden {
+                let vs: Vec<f32> = (a..b).map(|j| qkv[j * 3 * hidden + 2 * hidden + c]).collect();
+                let lo = vs.iter().cloned().fold(f32::INFINITY, f32::min);
+                let hi = vs.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                for r in a..b {
+                    let v = full[r * hidden + c];
+                    assert!(v >= lo - 1e-5 && v <= hi + 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layernorm_and_gelu_match_their_definitions() {
+        let h = 6;
+        let x = vec![0.5f32, -1.0, 2.0, 0.0, 3.0, -0.5];
+        let mut r = vec![1.0f32; h];
+        let gamma = vec![2.0f32; h];
+        let beta = vec![0.5f32; h];
+        add_bias_residual_layernorm(&x, &[0.0; 6], &mut r, &gamma, &beta, h, 1e-12);
+        let v: Vec<f64> = x.iter().map(|&a| a as f64 + 1.0).collect();
+        let mean = v.iter().sum::<f64>() / 6.0;
+        let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / 6.0;
+        for j in 0..h {
+            let want = (v[j] - mean) / var.sqrt() * 2.0 + 0.5;
+            assert!((r[j] as f64 - want).abs() < 1e-5);
+        }
+        // erf-GELU at known points: gelu(1) = 0.5·(1 + erf(1/√2)) = 0.8413447460685429.
+        assert!((gelu_erf(1.0) - 0.841_344_75).abs() < 1e-7);
+        assert_eq!(gelu_erf(0.0), 0.0);
+        assert!((gelu_erf(-3.0) - (-0.004_049_71)).abs() < 1e-7);
+    }
+}

@@ -1,0 +1,1 @@
+//! The CUDA fp16 backend (in progress).

@@ -1,0 +1,121 @@
+//! The CLI's text formats: JSON Lines of `{"query": ..., "document": ...}` in, and plain lines of
+//! documents for `rerank`. A bad line is an error naming its line number (1-based); nothing is skipped.
+
+use std::io::BufRead;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Reads input lines as bytes, so invalid UTF-8 is reported with its line number. A final newline
+/// does not start a line; `\r\n` endings are accepted.
+pub fn read_lines(mut input: impl BufRead, source: &str) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = input.read_until(b'\n', &mut buf).map_err(|source_err| Error::Io {
+            path: source.into(),
+            source: source_err,
+        })?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        let line = String::from_utf8(std::mem::take(&mut buf)).map_err(|e| {
+            Error::Input(format!(
+                "{source}: line {}: invalid UTF-8 (byte {})",
+                lines.len() + 1,
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        lines.push(line);
+    }
+}
+
+const SHAPE: &str = r#"expected a JSON object with string fields "query" and "document""#;
+
+/// Parses JSON Lines of pairs; `source` names the input in errors ("stdin" or a path).
+pub fn parse_pairs(lines: &[String], source: &str) -> Result<Vec<(String, String)>> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            parse_pair(line).map_err(|why| Error::Input(format!("{source}: line {}: {why}", i + 1)))
+        })
+        .collect()
+}
+
+fn parse_pair(line: &str) -> std::result::Result<(String, String), String> {
+    if line.trim().is_empty() {
+        return Err(format!("empty line; {SHAPE}"));
+    }
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e}); {SHAPE}"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| format!("found {}; {SHAPE}", kind(&v)))?;
+    let field = |name: &str| match obj.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!("field \"{name}\" is {}, expected a string", kind(other))),
+        None => Err(format!("missing field \"{name}\"; {SHAPE}")),
+    };
+    Ok((field("query")?, field("document")?))
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(input: &[u8]) -> String {
+        match read_lines(input, "stdin").and_then(|l| parse_pairs(&l, "stdin")) {
+            Ok(p) => panic!("accepted {p:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn good_lines_parse_in_order() {
+        let input = b"{\"query\":\"a\",\"document\":\"b\"}\r\n{\"document\":\"\",\"query\":\"\xc3\xa9\",\"x\":1}\n";
+        let pairs = parse_pairs(&read_lines(&input[..], "stdin").unwrap(), "stdin").unwrap();
+        assert_eq!(pairs, vec![("a".into(), "b".into()), ("é".into(), "".into())]);
+    }
+
+    #[test]
+    fn every_bad_line_is_named() {
+        let ok = "{\"query\":\"q\",\"document\":\"d\"}\n";
+        let cases: [(&[u8], &str); 8] = [
+            (b"not json\n", "line 2: not valid JSON"),
+            (b"[1,2]\n", "line 2: found an array"),
+            (b"{\"query\":\"q\"}\n", "line 2: missing field \"document\""),
+            (b"{\"document\":\"d\"}\n", "line 2: missing field \"query\""),
+            (b"{\"query\":1,\"document\":\"d\"}\n", "line 2: field \"query\" is a number"),
+            (b"{\"query\":\"q\",\"document\":null}\n", "line 2: field \"document\" is null"),
+            (b"\n", "line 2: empty line"),
+            (b"{\"query\":\"\xff\",\"document\":\"d\"}\n", "line 2: invalid UTF-8"),
+        ];
+        for (bad, needle) in cases {
+            let mut input = ok.as_bytes().to_vec();
+            input.extend_from_slice(bad);
+            input.extend_from_slice(ok.as_bytes());
+            let e = err(&input);
+            assert!(e.contains(needle), "{needle:?} not in {e:?}");
+            assert!(e.starts_with("invalid input: stdin: "), "{e}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Bad checkpoints and bad options: each is a clear error that names what is wrong, never a panic.
+
+mod common;
+
+use std::path::Path;
+
+use common::{test_model, write_tiny, TINY};
+use xenc::{CrossEncoder, Device};
+
+fn load_err(dir: &Path) -> String {
+    match CrossEncoder::builder(dir).device(Device::Cpu).build() {
+        Ok(_) => panic!("{} loaded, expected an error", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn tiny_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    write_tiny(d.path(), TINY, |_| {});
+    d
+}
+
+fn assert_contains(err: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(err.contains(n), "expected {n:?} in the error: {err}");
+    }
+}
+
+#[test]
+fn the_synthetic_checkpoint_itself_loads_and_scores() {
+    let d = tiny_dir();
+    let m = CrossEncoder::builder(d.path()).device(Device::Cpu).build().unwrap();
+    assert_eq!(m.max_length(), 64);
+    let s = m.score(&[("a query", "a document"), ("", "")]).unwrap();
+    assert!(s.iter().all(|x| x.is_finite() && *x > 0.0 && *x < 1.0));
+}
+
+#[test]
+fn missing_directory_and_files_are_named() {
+    let d = tiny_dir();
+    let gone = d.path().join("nope");
+    assert_contains(&load_err(&gone), &["nope", "not found"]);
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        let d = tiny_dir();
+        std::fs::remove_file(d.path().join(f)).unwrap();
+        assert_contains(&load_err(d.path()), &[f, "not found"]);
+    }
+}
+
+#[test]
+fn truncated_or_garbled_safetensors_is_an_error() {
+    let d = tiny_dir();
+    let path = d.path().join("model.safetensors");
+    let full = std::fs::read(&path).unwrap();
+    for cut in [0, 4, 8, 100, full.len() / 2, full.len() - 1] {
+        std::fs::write(&path, &full[..cut]).unwrap();
+        assert_contains(&load_err(d.path()), &["model.safetensors", "cannot parse"]);
+    }
+    // A header length that points far past the end of the file.
+    let mut garbled = full.clone();
+    garbled[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    std::fs::write(&path, &garbled).unwrap();
+    assert_contains(&load_err(d.path()), &["cannot parse"]);
+    // A header that is not JSON.
+    let mut garbled = full;
+    garbled[8..16].copy_from_slice(b"garbage!");
+    std::fs::write(&path, &garbled).unwrap();
+    assert_contains(&load_err(d.path()), &["cannot parse"]);
+}
+
+#[test]
+fn renamed_tensor_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let name = "bert.encoder.layer.1.attention.self.key.weight";
+    write_tiny(d.path(), TINY, |specs| {
+        specs.iter_mut().find(|(n, _)| n == name).unwrap().0 = name.replace("key", "kee");
+    });
+    assert_contains(&load_err(d.path()), &[&format!("tensor `{name}` is missing")]);
+}
+
+#[test]
+fn wrong_shape_is_named_with_both_shapes() {
+    let d = tempfile::tempdir().unwrap();
+    write_tiny(d.path(), TINY, |specs| {
+        specs.iter_mut().find(|(n, _)| n == "bert.pooler.dense.weight").unwrap().1 = vec![16, 17];
+    });
+    assert_contains(
+        &load_err(d.path()),
+        &["bert.pooler.dense.weight", "[16, 17]", "expected [16, 16]"],
+    );
+}
+
+#[test]
+fn unprefixed_tensor_names_load_too() {
+    let d = tempfile::tempdir().unwrap();
+    write_tiny(d.path(), TINY, |specs| {
+        for (n, _) in specs.iter_mut() {
+            if let Some(rest) = n.strip_prefix("bert.") {
+                *n = rest.to_string();
+            }
+        }
+        // Buffers such as position_ids are ignored.
+        specs.push(("embeddings.position_ids".into(), vec![1, 64]));
+    });
+    CrossEncoder::builder(d.path()).device(Device::Cpu).build().unwrap();
+}
+
+fn edit_config(dir: &Path, field: &str, value: serde_json::Value) {
+    let path = dir.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cfg[field] = value;
+    std::fs::write(path, cfg.to_string()).unwrap();
+}
+
+#[test]
+fn unsupported_config_values_are_named() {
+    for (field, value, needles) in [
+        ("hidden_act", serde_json::json!("gelu_new"), &["config.json", "hidden_act", "gelu_new"][..]),
+        ("model_type", serde_json::json!("t5"), &["model_type", "t5"][..]),
+        ("num_labels", serde_json::json!(3), &["3 labels"][..]),
+        ("hidden_size", serde_json::json!(24), &["shape"][..]),
+    ] {
+        let d = tiny_dir();
+        edit_config(d.path(), field, value);
+        assert_contains(&load_err(d.path()), needles);
+    }
+    let d = tiny_dir();
+    std::fs::write(d.path().join("config.json"), "{ not json").unwrap();
+    assert_contains(&load_err(d.path()), &["config.json", "not valid JSON"]);
+}
+
+#[test]
+fn unsupported_activation_needs_an_explicit_choice() {
+    let d = tiny_dir();
+    edit_config(
+        d.path(),
+        "sentence_transformers",
+        serde_json::json!({"activation_fn": "torch.nn.modules.activation.Tanh"}),
+    );
+    assert_contains(&load_err(d.path()), &["activation_fn", "Tanh"]);
+    let m = CrossEncoder::builder(d.path())
+        .device(Device::Cpu)
+        .activation(xenc::Activation::Raw)
+        .build()
+        .unwrap();
+    assert_eq!(m.activation(), xenc::Activation::Raw);
+}
+
+#[test]
+fn garbled_tokenizer_is_an_error() {
+    let d = tiny_dir();
+    std::fs::write(d.path().join("tokenizer.json"), "{\"version\": 1}").unwrap();
+    assert_contains(&load_err(d.path()), &["tokenizer", "tokenizer.json"]);
+}
+
+#[test]
+fn bad_options_are_errors() {
+    let model = test_model("f32");
+    let err = |b: xenc::CrossEncoderBuilder| match b.device(Device::Cpu).build() {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert_contains(&err(CrossEncoder::builder(&model).max_length(513)), &["max_length 513", "512"]);
+    assert_contains(&err(CrossEncoder::builder(&model).max_length(3)), &["max_length 3"]);
+    assert_contains(&err(CrossEncoder::builder(&model).token_budget(100)), &["token budget 100"]);
+    assert_contains(&err(CrossEncoder::builder(&model).threads(0)), &["threads"]);
+}
+
+#[test]
+fn cuda_without_a_gpu_is_an_error_not_a_panic() {
+    // On machines with a usable GPU this loads; elsewhere it must fail cleanly.
+    match CrossEncoder::builder(test_model("f32")).device(Device::Cuda(0)).build() {
+        Ok(m) => println!("CUDA is available here: {}", m.device_name()),
+        Err(e) => {
+            println!("expected without a GPU: {e}");
+            assert!(e.to_string().starts_with("CUDA: "), "{e}");
+        }
+    }
+}
