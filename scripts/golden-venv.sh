@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Regenerate tests/golden/{goldens.jsonl,meta.json} with one command.
+#
+#   scripts/golden-venv.sh [extra make_goldens.py args...]
+#
+# 1. creates (or reuses) a throwaway virtualenv OUTSIDE the repository,
+#    default $XENC_CACHE/golden-venv (XENC_CACHE defaults to $HOME/.cache/xenc),
+#    and installs torch, transformers, sentence-transformers, safetensors and
+#    numpy from PyPI (pinned to the versions the committed goldens were made
+#    with; set XENC_GOLDEN_UNPINNED=1 for the latest releases instead);
+# 2. builds the f32 test checkpoint with scripts/fetch-test-model.sh
+#    (into $XENC_CACHE/test-model/f32 unless XENC_TEST_MODEL is set);
+# 3. runs scripts/make_goldens.py, writing into tests/golden/.
+#
+# Environment: XENC_CACHE, XENC_GOLDEN_VENV (venv path), XENC_TEST_MODEL
+# (checkpoint dir), PYTHON (interpreter used to create the venv, default python3),
+# XENC_GOLDEN_UNPINNED.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${XENC_CACHE:-$HOME/.cache/xenc}
+VENV=${XENC_GOLDEN_VENV:-$CACHE/golden-venv}
+MODEL=${XENC_TEST_MODEL:-$CACHE/test-model/f32}
+BASE_PY=${PYTHON:-python3}
+
+case "$VENV/" in
+    "$REPO"/*) echo "error: the golden venv must live outside the repository ($VENV)" >&2; exit 1 ;;
+esac
+
+PINNED=(
+    "torch==2.15.0"
+    "transformers==5.24.0"
+    "sentence-transformers==6.2.0"
+    "tokenizers==0.23.3"
+    "safetensors==0.8.0"
+    "numpy==2.4.6"
+)
+UNPINNED=(torch transformers sentence-transformers tokenizers safetensors numpy)
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "golden-venv: creating $VENV" >&2
+    "$BASE_PY" -m venv "$VENV"
+fi
+VPY=$VENV/bin/python
+
+if [[ -n "${XENC_GOLDEN_UNPINNED:-}" ]]; then
+    WANT=("${UNPINNED[@]}")
+else
+    WANT=("${PINNED[@]}")
+fi
+
+# Install only if something is missing or (when pinned) at another version.
+if ! "$VPY" - "${WANT[@]}" <<'EOF'
+import sys
+from importlib import metadata
+ok = True
+for spec in sys.argv[1:]:
+    name, _, ver = spec.partition("==")
+    try:
+        have = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        ok = False
+        continue
+    if ver and have.split("+")[0] != ver:
+        ok = False
+sys.exit(0 if ok else 1)
+EOF
+then
+    echo "golden-venv: installing ${WANT[*]} into $VENV (torch is large; this takes a while)" >&2
+    "$VPY" -m pip install --quiet --upgrade pip >&2
+    "$VPY" -m pip install --quiet "${WANT[@]}" >&2
+fi
+
+PYTHON=$VPY "$REPO/scripts/fetch-test-model.sh" "$MODEL" f32
+
+cd "$REPO"
+exec "$VPY" scripts/make_goldens.py --model "$MODEL" --pairs tests/golden/pairs.jsonl --out tests/golden/ "$@"
