@@ -58,7 +58,9 @@ impl RaggedBatch {
             return Err(Error::Input("ragged batch arrays differ in length".into()));
         }
         if self.cu_seqlens.first() != Some(&0) || *self.cu_seqlens.last().unwrap() as usize != t {
-            return Err(Error::Input("cu_seqlens must run from 0 to the token count".into()));
+            return Err(Error::Input(
+                "cu_seqlens must run from 0 to the token count".into(),
+            ));
         }
         for (i, w) in self.cu_seqlens.windows(2).enumerate() {
             let len = w[1].checked_sub(w[0]).unwrap_or(0) as usize;
@@ -139,7 +141,10 @@ mod tests {
             assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
             for b in &plan {
                 let tokens: usize = b.iter().map(|&i| lengths[i]).sum();
-                assert!(tokens <= budget || b.len() == 1, "budget {budget}: {tokens}");
+                assert!(
+                    tokens <= budget || b.len() == 1,
+                    "budget {budget}: {tokens}"
+                );
                 assert!(b.windows(2).all(|w| lengths[w[0]] <= lengths[w[1]]));
             }
         }
@@ -154,15 +159,30 @@ mod tests {
             "intermediate_size":16,"max_position_embeddings":4,"vocab_size":200,"num_labels":1}"#,
         )
         .unwrap();
-        assert!(RaggedBatch::from_pairs(&[pair(4, 2)]).validate(&cfg).is_ok());
-        let too_long = RaggedBatch::from_pairs(&[pair(5, 2)]).validate(&cfg).unwrap_err();
-        assert!(too_long.to_string().contains("pair 0 has 5 tokens"), "{too_long}");
+        assert!(RaggedBatch::from_pairs(&[pair(4, 2)])
+            .validate(&cfg)
+            .is_ok());
+        let too_long = RaggedBatch::from_pairs(&[pair(5, 2)])
+            .validate(&cfg)
+            .unwrap_err();
+        assert!(
+            too_long.to_string().contains("pair 0 has 5 tokens"),
+            "{too_long}"
+        );
         let mut b = RaggedBatch::from_pairs(&[pair(2, 1)]);
         b.input_ids[1] = 200;
-        assert!(b.validate(&cfg).unwrap_err().to_string().contains("token id 200"));
+        assert!(b
+            .validate(&cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("token id 200"));
         let mut b = RaggedBatch::from_pairs(&[pair(2, 1)]);
         b.token_type_ids[1] = 2;
-        assert!(b.validate(&cfg).unwrap_err().to_string().contains("token type 2"));
+        assert!(b
+            .validate(&cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("token type 2"));
         let b = RaggedBatch::from_pairs(&[pair(2, 1), pair(0, 0)]);
         assert!(b.validate(&cfg).is_err());
     }

@@ -62,8 +62,8 @@ impl ModelConfig {
     }
 
     pub fn from_json_str(text: &str) -> Result<Self> {
-        let v: Value =
-            serde_json::from_str(text).map_err(|e| Error::Config(format!("not valid JSON: {e}")))?;
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("not valid JSON: {e}")))?;
         let obj = v
             .as_object()
             .ok_or_else(|| Error::Config("expected a JSON object at the top level".into()))?;
@@ -147,11 +147,17 @@ fn num_labels(obj: &serde_json::Map<String, Value>) -> Result<usize> {
             .as_u64()
             .filter(|&n| n > 0)
             .map(|n| n as usize)
-            .ok_or_else(|| Error::Config(format!("field `num_labels` is {x}, expected a positive integer")));
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "field `num_labels` is {x}, expected a positive integer"
+                ))
+            });
     }
     match obj.get("id2label") {
         Some(Value::Object(m)) if !m.is_empty() => Ok(m.len()),
-        Some(x) => Err(Error::Config(format!("field `id2label` is {x}, expected a non-empty object"))),
+        Some(x) => Err(Error::Config(format!(
+            "field `id2label` is {x}, expected a non-empty object"
+        ))),
         // transformers' PretrainedConfig default.
         None => Ok(2),
     }
@@ -203,9 +209,15 @@ mod tests {
     #[test]
     fn minilm_parses_with_sigmoid_default() {
         let c = ModelConfig::from_json_str(MINILM).unwrap();
-        assert_eq!((c.hidden_size, c.num_attention_heads, c.head_dim()), (384, 12, 32));
+        assert_eq!(
+            (c.hidden_size, c.num_attention_heads, c.head_dim()),
+            (384, 12, 32)
+        );
         assert_eq!(c.num_labels, 1);
-        assert_eq!(c.activation, ConfiguredActivation::Known(Activation::Sigmoid));
+        assert_eq!(
+            c.activation,
+            ConfiguredActivation::Known(Activation::Sigmoid)
+        );
     }
 
     #[test]
@@ -221,13 +233,19 @@ mod tests {
             r#"{"activation_fn":"torch.nn.modules.activation.Sigmoid"}"#,
         ))
         .unwrap();
-        assert_eq!(c.activation, ConfiguredActivation::Known(Activation::Sigmoid));
+        assert_eq!(
+            c.activation,
+            ConfiguredActivation::Known(Activation::Sigmoid)
+        );
         let c = ModelConfig::from_json_str(&with(
             "sentence_transformers",
             r#"{"activation_fn":"torch.nn.modules.activation.Tanh"}"#,
         ))
         .unwrap();
-        assert!(matches!(c.activation, ConfiguredActivation::Unsupported { .. }));
+        assert!(matches!(
+            c.activation,
+            ConfiguredActivation::Unsupported { .. }
+        ));
     }
 
     #[test]
@@ -236,18 +254,33 @@ mod tests {
             ("hidden_act", r#""gelu_new""#, "hidden_act \"gelu_new\""),
             ("model_type", r#""roberta""#, "model_type \"roberta\""),
             ("hidden_size", "-3", "`hidden_size` is -3"),
-            ("num_attention_heads", "7", "not a multiple of num_attention_heads 7"),
+            (
+                "num_attention_heads",
+                "7",
+                "not a multiple of num_attention_heads 7",
+            ),
             ("num_labels", "3", "3 labels"),
-            ("position_embedding_type", r#""relative_key""#, "position_embedding_type"),
+            (
+                "position_embedding_type",
+                r#""relative_key""#,
+                "position_embedding_type",
+            ),
             ("layer_norm_eps", r#""x""#, "layer_norm_eps"),
         ] {
-            let err = ModelConfig::from_json_str(&with(field, value)).unwrap_err().to_string();
+            let err = ModelConfig::from_json_str(&with(field, value))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{field}: {err}");
         }
         let mut v: Value = serde_json::from_str(MINILM).unwrap();
         v.as_object_mut().unwrap().remove("vocab_size");
-        let err = ModelConfig::from_json_str(&v.to_string()).unwrap_err().to_string();
+        let err = ModelConfig::from_json_str(&v.to_string())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing field `vocab_size`"), "{err}");
-        assert!(ModelConfig::from_json_str("{").unwrap_err().to_string().contains("JSON"));
+        assert!(ModelConfig::from_json_str("{")
+            .unwrap_err()
+            .to_string()
+            .contains("JSON"));
     }
 }

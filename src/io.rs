@@ -14,10 +14,12 @@ pub fn read_lines(mut input: impl BufRead, source: &str) -> Result<Vec<String>> 
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let n = input.read_until(b'\n', &mut buf).map_err(|source_err| Error::Io {
-            path: source.into(),
-            source: source_err,
-        })?;
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .map_err(|source_err| Error::Io {
+                path: source.into(),
+                source: source_err,
+            })?;
         if n == 0 {
             return Ok(lines);
         }
@@ -55,13 +57,17 @@ fn parse_pair(line: &str) -> std::result::Result<(String, String), String> {
     if line.trim().is_empty() {
         return Err(format!("empty line; {SHAPE}"));
     }
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e}); {SHAPE}"))?;
+    let v: Value =
+        serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e}); {SHAPE}"))?;
     let obj = v
         .as_object()
         .ok_or_else(|| format!("found {}; {SHAPE}", kind(&v)))?;
     let field = |name: &str| match obj.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(format!("field \"{name}\" is {}, expected a string", kind(other))),
+        Some(other) => Err(format!(
+            "field \"{name}\" is {}, expected a string",
+            kind(other)
+        )),
         None => Err(format!("missing field \"{name}\"; {SHAPE}")),
     };
     Ok((field("query")?, field("document")?))
@@ -93,7 +99,10 @@ mod tests {
     fn good_lines_parse_in_order() {
         let input = b"{\"query\":\"a\",\"document\":\"b\"}\r\n{\"document\":\"\",\"query\":\"\xc3\xa9\",\"x\":1}\n";
         let pairs = parse_pairs(&read_lines(&input[..], "stdin").unwrap(), "stdin").unwrap();
-        assert_eq!(pairs, vec![("a".into(), "b".into()), ("é".into(), "".into())]);
+        assert_eq!(
+            pairs,
+            vec![("a".into(), "b".into()), ("é".into(), "".into())]
+        );
     }
 
     #[test]
@@ -104,10 +113,19 @@ mod tests {
             (b"[1,2]\n", "line 2: found an array"),
             (b"{\"query\":\"q\"}\n", "line 2: missing field \"document\""),
             (b"{\"document\":\"d\"}\n", "line 2: missing field \"query\""),
-            (b"{\"query\":1,\"document\":\"d\"}\n", "line 2: field \"query\" is a number"),
-            (b"{\"query\":\"q\",\"document\":null}\n", "line 2: field \"document\" is null"),
+            (
+                b"{\"query\":1,\"document\":\"d\"}\n",
+                "line 2: field \"query\" is a number",
+            ),
+            (
+                b"{\"query\":\"q\",\"document\":null}\n",
+                "line 2: field \"document\" is null",
+            ),
             (b"\n", "line 2: empty line"),
-            (b"{\"query\":\"\xff\",\"document\":\"d\"}\n", "line 2: invalid UTF-8"),
+            (
+                b"{\"query\":\"\xff\",\"document\":\"d\"}\n",
+                "line 2: invalid UTF-8",
+            ),
         ];
         for (bad, needle) in cases {
             let mut input = ok.as_bytes().to_vec();

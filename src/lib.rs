@@ -113,7 +113,10 @@ impl CrossEncoderBuilder {
         };
         let config_path = file("config.json", "config.json, the model's configuration")?;
         let weights_path = file("model.safetensors", "model.safetensors, the weights")?;
-        let tokenizer_path = file("tokenizer.json", "tokenizer.json, a Hugging Face fast tokenizer")?;
+        let tokenizer_path = file(
+            "tokenizer.json",
+            "tokenizer.json, a Hugging Face fast tokenizer",
+        )?;
 
         let config = ModelConfig::from_file(&config_path)?;
         let activation = match (self.activation, &config.activation) {
@@ -125,7 +128,9 @@ impl CrossEncoderBuilder {
                 )))
             }
         };
-        let max_length = self.max_length.unwrap_or(512.min(config.max_position_embeddings));
+        let max_length = self
+            .max_length
+            .unwrap_or(512.min(config.max_position_embeddings));
         if max_length > config.max_position_embeddings {
             return Err(Error::Option(format!(
                 "max_length {max_length} exceeds the model's max_position_embeddings {}",

@@ -71,7 +71,9 @@ impl PairTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let added = pairs.get_post_processor().map_or(0, |p| p.added_tokens(true));
+        let added = pairs
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true));
         if max_length <= added {
             return Err(Error::Option(format!(
                 "max_length {max_length} leaves no room for text: a pair already takes {added} special tokens"

@@ -94,9 +94,11 @@ impl BertWeights {
                 Ok(LayerWeights {
                     qkv_weight,
                     qkv_bias,
-                    attn_out_weight: r.get(&format!("{p}attention.output.dense.weight"), &[h, h])?,
+                    attn_out_weight: r
+                        .get(&format!("{p}attention.output.dense.weight"), &[h, h])?,
                     attn_out_bias: r.get(&format!("{p}attention.output.dense.bias"), &[h])?,
-                    attn_ln_weight: r.get(&format!("{p}attention.output.LayerNorm.weight"), &[h])?,
+                    attn_ln_weight: r
+                        .get(&format!("{p}attention.output.LayerNorm.weight"), &[h])?,
                     attn_ln_bias: r.get(&format!("{p}attention.output.LayerNorm.bias"), &[h])?,
                     ffn_in_weight: r.get(&format!("{p}intermediate.dense.weight"), &[i, h])?,
                     ffn_in_bias: r.get(&format!("{p}intermediate.dense.bias"), &[i])?,

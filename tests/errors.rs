@@ -29,7 +29,10 @@ fn assert_contains(err: &str, needles: &[&str]) {
 #[test]
 fn the_synthetic_checkpoint_itself_loads_and_scores() {
     let d = tiny_dir();
-    let m = CrossEncoder::builder(d.path()).device(Device::Cpu).build().unwrap();
+    let m = CrossEncoder::builder(d.path())
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
     assert_eq!(m.max_length(), 64);
     let s = m.score(&[("a query", "a document"), ("", "")]).unwrap();
     assert!(s.iter().all(|x| x.is_finite() && *x > 0.0 && *x < 1.0));
@@ -75,14 +78,21 @@ fn renamed_tensor_is_named() {
     write_tiny(d.path(), TINY, |specs| {
         specs.iter_mut().find(|(n, _)| n == name).unwrap().0 = name.replace("key", "kee");
     });
-    assert_contains(&load_err(d.path()), &[&format!("tensor `{name}` is missing")]);
+    assert_contains(
+        &load_err(d.path()),
+        &[&format!("tensor `{name}` is missing")],
+    );
 }
 
 #[test]
 fn wrong_shape_is_named_with_both_shapes() {
     let d = tempfile::tempdir().unwrap();
     write_tiny(d.path(), TINY, |specs| {
-        specs.iter_mut().find(|(n, _)| n == "bert.pooler.dense.weight").unwrap().1 = vec![16, 17];
+        specs
+            .iter_mut()
+            .find(|(n, _)| n == "bert.pooler.dense.weight")
+            .unwrap()
+            .1 = vec![16, 17];
     });
     assert_contains(
         &load_err(d.path()),
@@ -102,12 +112,16 @@ fn unprefixed_tensor_names_load_too() {
         // Buffers such as position_ids are ignored.
         specs.push(("embeddings.position_ids".into(), vec![1, 64]));
     });
-    CrossEncoder::builder(d.path()).device(Device::Cpu).build().unwrap();
+    CrossEncoder::builder(d.path())
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
 }
 
 fn edit_config(dir: &Path, field: &str, value: serde_json::Value) {
     let path = dir.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     cfg[field] = value;
     std::fs::write(path, cfg.to_string()).unwrap();
 }
@@ -115,8 +129,16 @@ fn edit_config(dir: &Path, field: &str, value: serde_json::Value) {
 #[test]
 fn unsupported_config_values_are_named() {
     for (field, value, needles) in [
-        ("hidden_act", serde_json::json!("gelu_new"), &["config.json", "hidden_act", "gelu_new"][..]),
-        ("model_type", serde_json::json!("t5"), &["model_type", "t5"][..]),
+        (
+            "hidden_act",
+            serde_json::json!("gelu_new"),
+            &["config.json", "hidden_act", "gelu_new"][..],
+        ),
+        (
+            "model_type",
+            serde_json::json!("t5"),
+            &["model_type", "t5"][..],
+        ),
         ("num_labels", serde_json::json!(3), &["3 labels"][..]),
         ("hidden_size", serde_json::json!(24), &["shape"][..]),
     ] {
@@ -160,16 +182,28 @@ fn bad_options_are_errors() {
         Ok(_) => panic!("accepted"),
         Err(e) => e.to_string(),
     };
-    assert_contains(&err(CrossEncoder::builder(&model).max_length(513)), &["max_length 513", "512"]);
-    assert_contains(&err(CrossEncoder::builder(&model).max_length(3)), &["max_length 3"]);
-    assert_contains(&err(CrossEncoder::builder(&model).token_budget(100)), &["token budget 100"]);
+    assert_contains(
+        &err(CrossEncoder::builder(&model).max_length(513)),
+        &["max_length 513", "512"],
+    );
+    assert_contains(
+        &err(CrossEncoder::builder(&model).max_length(3)),
+        &["max_length 3"],
+    );
+    assert_contains(
+        &err(CrossEncoder::builder(&model).token_budget(100)),
+        &["token budget 100"],
+    );
     assert_contains(&err(CrossEncoder::builder(&model).threads(0)), &["threads"]);
 }
 
 #[test]
 fn cuda_without_a_gpu_is_an_error_not_a_panic() {
     // On machines with a usable GPU this loads; elsewhere it must fail cleanly.
-    match CrossEncoder::builder(test_model("f32")).device(Device::Cuda(0)).build() {
+    match CrossEncoder::builder(test_model("f32"))
+        .device(Device::Cuda(0))
+        .build()
+    {
         Ok(m) => println!("CUDA is available here: {}", m.device_name()),
         Err(e) => {
             println!("expected without a GPU: {e}");

@@ -20,7 +20,10 @@ fn token_ids_match_transformers_for_every_pair() {
     assert!(gold.len() >= 150, "only {} golden pairs", gold.len());
     let mut mismatches = Vec::new();
     for (i, g) in gold.iter().enumerate() {
-        let e = model.tokenizer().encode_pair(&g.query, &g.document).unwrap();
+        let e = model
+            .tokenizer()
+            .encode_pair(&g.query, &g.document)
+            .unwrap();
         if e.input_ids != g.input_ids || e.token_type_ids != g.token_type_ids {
             mismatches.push(format!(
                 "{}: {} ids vs {} golden",
@@ -32,7 +35,10 @@ fn token_ids_match_transformers_for_every_pair() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     let longest = gold.iter().map(|g| g.input_ids.len()).max().unwrap();
-    assert_eq!(longest, 512, "the goldens should include pairs truncated to max_length");
+    assert_eq!(
+        longest, 512,
+        "the goldens should include pairs truncated to max_length"
+    );
 }
 
 #[test]
@@ -62,7 +68,10 @@ fn worst_logit_error(model: &CrossEncoder) -> (f64, usize) {
         .zip(&gold)
         .map(|(&l, g)| (l as f64 - g.logit).abs())
         .enumerate()
-        .fold((0.0, 0), |(w, wi), (i, e)| if e > w { (e, i) } else { (w, wi) })
+        .fold(
+            (0.0, 0),
+            |(w, wi), (i, e)| if e > w { (e, i) } else { (w, wi) },
+        )
 }
 
 fn check_dtype(dtype: &str, tolerance: f64) {
@@ -73,7 +82,11 @@ fn check_dtype(dtype: &str, tolerance: f64) {
         "{dtype} checkpoint: worst |logit - float64 golden| = {err:.3e} (tolerance {tolerance:.0e}) at {}",
         label(&gold[i], i)
     );
-    assert!(err <= tolerance, "{dtype}: {err:.3e} > {tolerance:.0e} at {}", label(&gold[i], i));
+    assert!(
+        err <= tolerance,
+        "{dtype}: {err:.3e} > {tolerance:.0e} at {}",
+        label(&gold[i], i)
+    );
 }
 
 #[test]
@@ -96,7 +109,10 @@ fn default_activation_matches_sentence_transformers() {
     let model = load("f32");
     assert_eq!(model.activation(), Activation::Sigmoid);
     let gold = goldens();
-    let pairs: Vec<(&str, &str)> = gold.iter().map(|g| (g.query.as_str(), g.document.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = gold
+        .iter()
+        .map(|g| (g.query.as_str(), g.document.as_str()))
+        .collect();
     let scores = model.score(&pairs).unwrap();
     let (mut worst, mut at) = (0f64, 0);
     for (i, (s, g)) in scores.iter().zip(&gold).enumerate() {
@@ -105,7 +121,10 @@ fn default_activation_matches_sentence_transformers() {
             (worst, at) = (e, i);
         }
     }
-    println!("worst |score - sentence-transformers| = {worst:.3e} at {}", label(&gold[at], at));
+    println!(
+        "worst |score - sentence-transformers| = {worst:.3e} at {}",
+        label(&gold[at], at)
+    );
     assert!(worst <= 1e-5, "{worst:.3e} at {}", label(&gold[at], at));
 }
 
@@ -132,7 +151,10 @@ fn a_batch_scores_like_each_pair_alone_and_keeps_input_order() {
             batched[k]
         );
     }
-    println!("batch vs alone: worst difference {worst:.2e} over {} pairs", pairs.len());
+    println!(
+        "batch vs alone: worst difference {worst:.2e} over {} pairs",
+        pairs.len()
+    );
 
     // A small token budget forces many batches; the results must not move.
     let small = CrossEncoder::builder(test_model("f32"))
@@ -167,7 +189,10 @@ fn rerank_orders_by_score_and_agrees_with_score() {
         assert!((r.score - scores[r.index]).abs() <= 1e-6);
     }
     assert_eq!(model.rerank(query, &docs, 1000).unwrap().len(), docs.len());
-    assert!(model.rerank(query, &Vec::<String>::new(), 5).unwrap().is_empty());
+    assert!(model
+        .rerank(query, &Vec::<String>::new(), 5)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -178,7 +203,12 @@ fn max_length_is_settable() {
         .build()
         .unwrap();
     let g = &goldens()[0];
-    let e = model.tokenizer().encode_pair(&g.query, &g.document).unwrap();
+    let e = model
+        .tokenizer()
+        .encode_pair(&g.query, &g.document)
+        .unwrap();
     assert!(e.input_ids.len() <= 32);
-    assert!(model.score(&[(g.query.as_str(), g.document.as_str())]).is_ok());
+    assert!(model
+        .score(&[(g.query.as_str(), g.document.as_str())])
+        .is_ok());
 }

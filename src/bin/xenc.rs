@@ -9,7 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use xenc::{Activation, CrossEncoder, Device, Error, Result};
 
 #[derive(Parser)]
-#[command(name = "xenc", version, about = "Fast cross-encoder reranking (MiniLM / BERT)")]
+#[command(
+    name = "xenc",
+    version,
+    about = "Fast cross-encoder reranking (MiniLM / BERT)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -108,7 +112,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut out = BufWriter::new(std::io::stdout().lock());
             for chunk in pairs.chunks(CHUNK) {
                 for s in model.score(chunk)? {
-                    writeln!(out, "{}", serde_json::json!({ "score": s })).map_err(stdout_err)?;
+                    writeln!(out, "{{\"score\":{}}}", json_f32(s)).map_err(stdout_err)?;
                 }
                 progress.inc(chunk.len() as u64);
             }
@@ -125,8 +129,8 @@ fn run(cli: Cli) -> Result<()> {
             let ranked = model.rerank(&query, &docs, top_k.unwrap_or(docs.len()))?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             for r in ranked {
-                let line = serde_json::json!({ "index": r.index, "score": r.score });
-                writeln!(out, "{line}").map_err(stdout_err)?;
+                let (index, score) = (r.index, json_f32(r.score));
+                writeln!(out, "{{\"index\":{index},\"score\":{score}}}").map_err(stdout_err)?;
             }
             out.flush().map_err(stdout_err)
         }
@@ -160,6 +164,11 @@ fn progress_bar(len: u64) -> ProgressBar {
             .expect("static template"),
     );
     bar
+}
+
+/// The shortest decimal that reads back as the same f32 (`null` if not finite, as JSON has no NaN).
+fn json_f32(x: f32) -> String {
+    serde_json::to_string(&x).unwrap_or_else(|_| "null".into())
 }
 
 fn stdout_err(source: std::io::Error) -> Error {

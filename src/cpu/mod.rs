@@ -74,17 +74,39 @@ impl CpuBackend {
         let mut ffn = vec![0f32; t * inter];
         let last = cfg.num_hidden_layers - 1;
         for (l, lw) in w.layers.iter().enumerate() {
-            ops::linear(&x, &lw.qkv_weight, Some(&lw.qkv_bias), &mut qkv, t, h, 3 * h);
+            ops::linear(
+                &x,
+                &lw.qkv_weight,
+                Some(&lw.qkv_bias),
+                &mut qkv,
+                t,
+                h,
+                3 * h,
+            );
             // In the last layer only [CLS] rows reach the head: once K and V exist, the rest of the
             // layer runs on n rows instead of T.
             let rows = if l == last {
-                ops::attention_varlen(&qkv, &mut ctx, &batch.cu_seqlens, Queries::ClsOnly, heads, head_dim);
+                ops::attention_varlen(
+                    &qkv,
+                    &mut ctx,
+                    &batch.cu_seqlens,
+                    Queries::ClsOnly,
+                    heads,
+                    head_dim,
+                );
                 let mut cls = vec![0f32; n * h];
                 ops::gather_rows(&x, batch.cls_rows(), &mut cls, h);
                 x = cls;
                 n
             } else {
-                ops::attention_varlen(&qkv, &mut ctx, &batch.cu_seqlens, Queries::All, heads, head_dim);
+                ops::attention_varlen(
+                    &qkv,
+                    &mut ctx,
+                    &batch.cu_seqlens,
+                    Queries::All,
+                    heads,
+                    head_dim,
+                );
                 t
             };
             let (x_rows, ctx_rows) = (&mut x[..rows * h], &ctx[..rows * h]);
@@ -100,7 +122,15 @@ impl CpuBackend {
             );
             ops::linear(x_rows, &lw.ffn_in_weight, None, &mut ffn, rows, h, inter);
             ops::bias_gelu(&mut ffn[..rows * inter], &lw.ffn_in_bias, inter);
-            ops::linear(&ffn[..rows * inter], &lw.ffn_out_weight, None, &mut proj, rows, inter, h);
+            ops::linear(
+                &ffn[..rows * inter],
+                &lw.ffn_out_weight,
+                None,
+                &mut proj,
+                rows,
+                inter,
+                h,
+            );
             ops::add_bias_residual_layernorm(
                 &proj[..rows * h],
                 &lw.ffn_out_bias,

@@ -262,15 +262,21 @@ mod tests {
     #[test]
     fn linear_matches_naive() {
         let (rows, k, n) = (37, 19, 23);
-        let x: Vec<f32> = (0..rows * k).map(|i| ((i * 31 % 17) as f32 - 8.0) / 7.0).collect();
-        let w: Vec<f32> = (0..n * k).map(|i| ((i * 13 % 11) as f32 - 5.0) / 3.0).collect();
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 31 % 17) as f32 - 8.0) / 7.0)
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 13 % 11) as f32 - 5.0) / 3.0)
+            .collect();
         let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.25).collect();
         let mut out = vec![0f32; rows * n];
         linear(&x, &w, Some(&b), &mut out, rows, k, n);
         for r in 0..rows {
             for j in 0..n {
                 let want: f64 = b[j] as f64
-                    + (0..k).map(|i| x[r * k + i] as f64 * w[j * k + i] as f64).sum::<f64>();
+                    + (0..k)
+                        .map(|i| x[r * k + i] as f64 * w[j * k + i] as f64)
+                        .sum::<f64>();
                 assert!((out[r * n + j] as f64 - want).abs() < 1e-4, "({r},{j})");
             }
         }
@@ -284,14 +290,23 @@ mod tests {
     #[test]
     fn linear_rows_do_not_depend_on_the_row_count() {
         let (k, n, max_rows) = (384, 384, 300);
-        let x: Vec<f32> = (0..max_rows * k).map(|i| ((i * 7919 % 1013) as f32 - 500.0) / 300.0).collect();
-        let w: Vec<f32> = (0..n * k).map(|i| ((i * 104729 % 997) as f32 - 498.0) / 900.0).collect();
+        let x: Vec<f32> = (0..max_rows * k)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) / 300.0)
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 104729 % 997) as f32 - 498.0) / 900.0)
+            .collect();
         let mut all = vec![0f32; max_rows * n];
         linear(&x, &w, None, &mut all, max_rows, k, n);
         for rows in [1, 2, 3, 17, 64, 299] {
             let mut part = vec![0f32; rows * n];
             linear(&x[..rows * k], &w, None, &mut part, rows, k, n);
-            assert!(part.iter().zip(&all).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows");
+            assert!(
+                part.iter()
+                    .zip(&all)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{rows} rows"
+            );
         }
     }
 
@@ -312,7 +327,9 @@ mod tests {
         let hidden = heads * d;
         let cu = [0u32, 5, 6, 13];
         let t = 13;
-        let qkv: Vec<f32> = (0..t * 3 * hidden).map(|i| ((i * 7919 % 101) as f32 - 50.0) / 40.0).collect();
+        let qkv: Vec<f32> = (0..t * 3 * hidden)
+            .map(|i| ((i * 7919 % 101) as f32 - 50.0) / 40.0)
+            .collect();
         let mut full = vec![0f32; t * hidden];
         attention_varlen(&qkv, &mut full, &cu, Queries::All, heads, d);
         let mut cls = vec![0f32; 3 * hidden];
@@ -325,7 +342,9 @@ mod tests {
         for p in 0..3 {
             let (a, b) = (cu[p] as usize, cu[p + 1] as usize);
             for c in 0..hidden {
-                let vs: Vec<f32> = (a..b).map(|j| qkv[j * 3 * hidden + 2 * hidden + c]).collect();
+                let vs: Vec<f32> = (a..b)
+                    .map(|j| qkv[j * 3 * hidden + 2 * hidden + c])
+                    .collect();
                 let lo = vs.iter().cloned().fold(f32::INFINITY, f32::min);
                 let hi = vs.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                 for r in a..b {

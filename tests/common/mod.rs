@@ -10,7 +10,8 @@ pub fn test_model(dtype: &str) -> PathBuf {
     let root = std::env::var_os("XENC_TEST_MODEL_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set")).join(".cache/xenc/test-model")
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
+                .join(".cache/xenc/test-model")
         });
     let dir = root.join(dtype);
     assert!(
@@ -51,9 +52,17 @@ pub fn goldens() -> Vec<Golden> {
     };
     let pairs = read("pairs.jsonl");
     let gold = read("goldens.jsonl");
-    assert_eq!(pairs.len(), gold.len(), "pairs.jsonl and goldens.jsonl differ in length");
+    assert_eq!(
+        pairs.len(),
+        gold.len(),
+        "pairs.jsonl and goldens.jsonl differ in length"
+    );
     let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
     };
     pairs
         .iter()
@@ -77,7 +86,12 @@ pub fn goldens() -> Vec<Golden> {
 /// A short printable name for a pair in failure messages.
 pub fn label(g: &Golden, i: usize) -> String {
     let cut = |s: &str| s.chars().take(40).collect::<String>();
-    format!("pair {i} [{}] q={:?} d={:?}", g.note, cut(&g.query), cut(&g.document))
+    format!(
+        "pair {i} [{}] q={:?} d={:?}",
+        g.note,
+        cut(&g.query),
+        cut(&g.document)
+    )
 }
 
 /// The shape of a synthetic BERT checkpoint (random weights) used by the error and shape tests.
@@ -104,9 +118,18 @@ pub const VOCAB: usize = 30522;
 pub fn tiny_tensor_specs(t: Tiny) -> Vec<(String, Vec<usize>)> {
     let (h, i) = (t.hidden, t.intermediate);
     let mut specs = vec![
-        ("bert.embeddings.word_embeddings.weight".to_string(), vec![VOCAB, h]),
-        ("bert.embeddings.position_embeddings.weight".into(), vec![t.max_positions, h]),
-        ("bert.embeddings.token_type_embeddings.weight".into(), vec![2, h]),
+        (
+            "bert.embeddings.word_embeddings.weight".to_string(),
+            vec![VOCAB, h],
+        ),
+        (
+            "bert.embeddings.position_embeddings.weight".into(),
+            vec![t.max_positions, h],
+        ),
+        (
+            "bert.embeddings.token_type_embeddings.weight".into(),
+            vec![2, h],
+        ),
         ("bert.embeddings.LayerNorm.weight".into(), vec![h]),
         ("bert.embeddings.LayerNorm.bias".into(), vec![h]),
         ("bert.pooler.dense.weight".into(), vec![h, h]),
@@ -137,7 +160,11 @@ pub fn tiny_tensor_specs(t: Tiny) -> Vec<(String, Vec<usize>)> {
 /// Writes a synthetic checkpoint into `dir`: config.json for `t`, model.safetensors with seeded random
 /// f32 weights (after `edit` may rename, reshape or drop entries of the spec list), and the test
 /// checkpoint's tokenizer files.
-pub fn write_tiny(dir: &std::path::Path, t: Tiny, edit: impl FnOnce(&mut Vec<(String, Vec<usize>)>)) {
+pub fn write_tiny(
+    dir: &std::path::Path,
+    t: Tiny,
+    edit: impl FnOnce(&mut Vec<(String, Vec<usize>)>),
+) {
     use safetensors::{tensor::TensorView, Dtype};
     std::fs::create_dir_all(dir).unwrap();
     let config = serde_json::json!({
@@ -172,12 +199,22 @@ pub fn write_tiny(dir: &std::path::Path, t: Tiny, edit: impl FnOnce(&mut Vec<(St
         .collect();
     let views: Vec<(String, TensorView)> = bytes
         .iter()
-        .map(|(name, shape, data)| (name.clone(), TensorView::new(Dtype::F32, shape.clone(), data).unwrap()))
+        .map(|(name, shape, data)| {
+            (
+                name.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), data).unwrap(),
+            )
+        })
         .collect();
     let file = safetensors::tensor::serialize(views, None).unwrap();
     std::fs::write(dir.join("model.safetensors"), file).unwrap();
     let src = test_model("f32");
-    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"] {
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+    ] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }
 }

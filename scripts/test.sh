@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: fixtures (test checkpoint, compilers from PyPI), the kernel compile check, then
+# every Rust test. Runs on a machine without a GPU or a CUDA toolkit; GPU tests say they were skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE=${XENC_CACHE:-$HOME/.cache/xenc}
+bash scripts/fixtures.sh --cuda-compilers
+
+# The kernels must compile (NVRTC + ptxas, sm_80 and sm_90) with zero spills.
+XENC_CUDA_PY=$CACHE/cuda-venv/bin/python bash scripts/check-kernels.sh
+
+# Let build.rs compile the kernels to cubins with the same NVRTC.
+eval "$("$CACHE/cuda-venv/bin/python" scripts/cuda_env.py)"
+
+cargo test --release --all-targets "$@"
+cargo test --release --doc
