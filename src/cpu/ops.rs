@@ -41,6 +41,9 @@ pub fn embed_layernorm(
     });
 }
 
+/// Fewer rows than this are padded (see `linear`).
+const MIN_GEMM_ROWS: usize = 8;
+
 /// `out = x · wᵀ (+ bias)`: x `[rows, k]`, w `[n, k]` (PyTorch Linear layout), out `[rows, n]`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
@@ -56,15 +59,15 @@ pub fn linear(
     if rows == 0 {
         return;
     }
-    if rows == 1 {
-        // gemm takes a matrix-vector path for one row whose summation order differs from its matrix
-        // kernel's; two identical rows take the matrix kernel, so a pair scores bit-identically alone
-        // and in a batch (the last layer has one row per pair).
-        let mut x2 = x[..k].to_vec();
-        x2.extend_from_slice(&x[..k]);
-        let mut out2 = vec![0f32; 2 * n];
-        linear(&x2, w, bias, &mut out2, 2, k, n);
-        out[..n].copy_from_slice(&out2[..n]);
+    if rows < MIN_GEMM_ROWS {
+        // gemm picks other kernels (matrix-vector, small-size blocking) for a few rows, and they sum in
+        // another order; padding to MIN_GEMM_ROWS rows keeps one kernel, so a pair scores bit-identically
+        // alone and in a batch (the last layer has one row per pair).
+        let mut x_pad = vec![0f32; MIN_GEMM_ROWS * k];
+        x_pad[..rows * k].copy_from_slice(&x[..rows * k]);
+        let mut out_pad = vec![0f32; MIN_GEMM_ROWS * n];
+        linear(&x_pad, w, bias, &mut out_pad, MIN_GEMM_ROWS, k, n);
+        out[..rows * n].copy_from_slice(&out_pad[..rows * n]);
         return;
     }
     if let Some(b) = bias {
