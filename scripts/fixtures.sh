@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, idempotently, what the tests and the demo need beyond cargo:
 #   - a small python venv with numpy (builds the test checkpoint; no torch),
-#   - the test checkpoint in f32, f16 and bf16 under $XENC_TEST_MODEL_DIR,
+#   - the test checkpoint in f32, f16 and bf16 under $XENC_TEST_MODEL_DIR, and the synthetic
+#     checkpoints of other shapes under $XENC_TEST_MODEL_DIR/shapes,
 #   - with --cuda-compilers: a venv with NVRTC, ptxas and the CUDA headers from PyPI, for
 #     scripts/check-kernels.sh and for build.rs to compile the kernels (no GPU needed).
 # Everything lives under $XENC_CACHE (default $HOME/.cache/xenc), so a second run costs seconds.
@@ -27,6 +28,8 @@ venv "$FIXTURE_VENV" numpy "numpy==2.*"
 for dtype in f32 f16 bf16; do
     PYTHON=$FIXTURE_VENV/bin/python XENC_CACHE=$CACHE scripts/fetch-test-model.sh "$MODELS/$dtype" "$dtype" >&2
 done
+# Synthetic checkpoints of other BERT shapes (head_dim 64, TinyBERT's 312/26, 128 positions), numpy only.
+"$FIXTURE_VENV/bin/python" scripts/build_shape_models.py "$MODELS/shapes" --tokenizer-from "$MODELS/f32" >&2
 
 if [[ "${1:-}" == "--cuda-compilers" ]]; then
     venv "$CUDA_VENV" "nvidia.cuda_nvrtc, nvidia.cuda_nvcc, nvidia.cuda_runtime" $CUDA_PKGS

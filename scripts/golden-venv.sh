@@ -10,17 +10,23 @@
 #    with; set XENC_GOLDEN_UNPINNED=1 for the latest releases instead);
 # 2. builds the f32 test checkpoint with scripts/fetch-test-model.sh
 #    (into $XENC_CACHE/test-model/f32 unless XENC_TEST_MODEL is set);
-# 3. runs scripts/make_goldens.py, writing into tests/golden/.
+# 3. runs scripts/make_goldens.py, writing into tests/golden/;
+# 4. builds the synthetic checkpoints of other shapes with
+#    scripts/build_shape_models.py (into $XENC_CACHE/test-model/shapes/NAME unless
+#    XENC_SHAPE_MODELS is set) and runs scripts/make_shape_goldens.py, writing
+#    into tests/golden/shapes/.  XENC_GOLDEN_SHAPES=0 skips this step.
 #
 # Environment: XENC_CACHE, XENC_GOLDEN_VENV (venv path), XENC_TEST_MODEL
-# (checkpoint dir), PYTHON (interpreter used to create the venv, default python3),
-# XENC_GOLDEN_UNPINNED.
+# (checkpoint dir), XENC_SHAPE_MODELS (parent of the shape checkpoints),
+# PYTHON (interpreter used to create the venv, default python3),
+# XENC_GOLDEN_UNPINNED, XENC_GOLDEN_SHAPES.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${XENC_CACHE:-$HOME/.cache/xenc}
 VENV=${XENC_GOLDEN_VENV:-$CACHE/golden-venv}
 MODEL=${XENC_TEST_MODEL:-$CACHE/test-model/f32}
+SHAPE_MODELS=${XENC_SHAPE_MODELS:-$CACHE/test-model/shapes}
 BASE_PY=${PYTHON:-python3}
 
 case "$VENV/" in
@@ -74,4 +80,10 @@ fi
 PYTHON=$VPY "$REPO/scripts/fetch-test-model.sh" "$MODEL" f32
 
 cd "$REPO"
-exec "$VPY" scripts/make_goldens.py --model "$MODEL" --pairs tests/golden/pairs.jsonl --out tests/golden/ "$@"
+"$VPY" scripts/make_goldens.py --model "$MODEL" --pairs tests/golden/pairs.jsonl --out tests/golden/ "$@"
+
+if [[ "${XENC_GOLDEN_SHAPES:-1}" != 0 ]]; then
+    "$VPY" scripts/build_shape_models.py "$SHAPE_MODELS" --tokenizer-from "$MODEL" >&2
+    "$VPY" scripts/make_shape_goldens.py --models "$SHAPE_MODELS" --pairs tests/golden/pairs.jsonl \
+        --out tests/golden/shapes/
+fi

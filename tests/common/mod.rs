@@ -3,24 +3,32 @@
 
 use std::path::PathBuf;
 
-/// The test checkpoint in `dtype` (f32, f16, bf16), built by `scripts/fetch-test-model.sh`.
-/// `XENC_TEST_MODEL_DIR` overrides the parent folder (default `$HOME/.cache/xenc/test-model`).
-/// A missing checkpoint fails the test with the command that builds it: never a silent pass.
-pub fn test_model(dtype: &str) -> PathBuf {
-    let root = std::env::var_os("XENC_TEST_MODEL_DIR")
+/// Where scripts/fixtures.sh puts the test checkpoints: `XENC_TEST_MODEL_DIR`, default
+/// `$HOME/.cache/xenc/test-model`.
+pub fn model_root() -> PathBuf {
+    std::env::var_os("XENC_TEST_MODEL_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
                 .join(".cache/xenc/test-model")
-        });
-    let dir = root.join(dtype);
+        })
+}
+
+/// A checkpoint under the model root (`f32`, `f16`, `bf16`, `shapes/NAME`). A missing one fails the
+/// test with the command that builds it: never a silent pass.
+pub fn checkpoint(rel: &str) -> PathBuf {
+    let dir = model_root().join(rel);
     assert!(
         dir.join("model.safetensors").is_file(),
-        "test checkpoint missing at {}: run `scripts/fetch-test-model.sh {} {dtype}` (or `bash scripts/test.sh`)",
-        dir.display(),
+        "test checkpoint missing at {}: run `bash scripts/fixtures.sh`",
         dir.display()
     );
     dir
+}
+
+/// The MiniLM test checkpoint in `dtype` (f32, f16, bf16), built by `scripts/fetch-test-model.sh`.
+pub fn test_model(dtype: &str) -> PathBuf {
+    checkpoint(dtype)
 }
 
 pub fn golden_dir() -> PathBuf {
