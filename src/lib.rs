@@ -14,6 +14,7 @@
 //! ```
 
 pub mod batch;
+pub mod bench;
 pub mod config;
 pub mod cpu;
 pub mod cuda;

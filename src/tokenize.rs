@@ -90,6 +90,11 @@ impl PairTokenizer {
         self.max_length
     }
 
+    /// The vocabulary, token → id (added tokens included).
+    pub fn vocab(&self) -> std::collections::HashMap<String, u32> {
+        self.pairs.get_vocab(true)
+    }
+
     /// Encodes one pair.
     pub fn encode_pair(&self, query: &str, document: &str) -> Result<EncodedPair> {
         self.pairs

@@ -39,6 +39,35 @@ enum Command {
         #[arg(long, value_name = "K")]
         top_k: Option<usize>,
     },
+    /// Measure throughput (model-only and end-to-end), 1×50 rerank latency and peak memory.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Pairs to measure, as for `score` (default: --generate 2000).
+    #[arg(long, value_name = "FILE", conflicts_with = "generate")]
+    input: Option<PathBuf>,
+    /// Generate N realistic pairs (queries 5-20 words, documents ~80 words with a tail to 500).
+    #[arg(long, value_name = "N")]
+    generate: Option<usize>,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Write the pairs as JSON Lines to FILE and exit (to run other engines on the same pairs).
+    #[arg(long, value_name = "FILE")]
+    write_pairs: Option<PathBuf>,
+    /// Timed runs per measurement, after one warm-up run; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Timed 1-query × 50-document reranks for the latency percentiles.
+    #[arg(long, default_value_t = 50)]
+    rerank_runs: usize,
+    /// One JSON object per measurement instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -134,7 +163,142 @@ fn run(cli: Cli) -> Result<()> {
             }
             out.flush().map_err(stdout_err)
         }
+        Command::Bench(args) => bench(args),
     }
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let model = args.model.load()?;
+    let pairs = match &args.input {
+        Some(path) => {
+            let (lines, source) = read_input(Some(path))?;
+            xenc::io::parse_pairs(&lines, &source)?
+        }
+        None => {
+            let words = xenc::bench::words_from_vocab(
+                model
+                    .tokenizer()
+                    .vocab()
+                    .iter()
+                    .map(|(w, &id)| (w.as_str(), id)),
+            );
+            xenc::bench::generate_pairs(&words, args.generate.unwrap_or(2000), args.seed)
+        }
+    };
+    if let Some(path) = &args.write_pairs {
+        let io_err = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = BufWriter::new(std::fs::File::create(path).map_err(io_err)?);
+        for (q, d) in &pairs {
+            writeln!(f, "{}", serde_json::json!({ "query": q, "document": d })).map_err(io_err)?;
+        }
+        return f.flush().map_err(io_err);
+    }
+    if pairs.is_empty() {
+        return Err(Error::Input("no pairs to measure".into()));
+    }
+    let repeats = args.repeats.max(1);
+    let encoded = model.tokenizer().encode_pairs(&pairs)?;
+    let tokens: usize = encoded.iter().map(|e| e.len()).sum();
+    let device = match args.model.device {
+        Device::Cpu => "cpu",
+        Device::Cuda(_) => "cuda",
+        Device::Auto => "auto",
+    };
+    let report = |measure: &str, n: usize, t: usize, secs: f64, extra: serde_json::Value| {
+        let mut v = serde_json::json!({
+            "engine": "xenc", "device": device, "device_name": model.device_name(), "measure": measure,
+            "pairs": n, "tokens": t, "seconds": secs,
+            "pairs_per_s": n as f64 / secs, "tokens_per_s": t as f64 / secs,
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        if args.json {
+            println!("{v}");
+        } else {
+            println!(
+                "{measure:<12} {n:>7} pairs {t:>9} tokens  {:>10.1} pairs/s {:>12.0} tokens/s  {extra}",
+                n as f64 / secs,
+                t as f64 / secs
+            );
+        }
+    };
+    if !args.json {
+        println!(
+            "xenc bench: {} pairs, {tokens} tokens ({:.1} per pair), {}, median of {repeats} runs after a warm-up",
+            pairs.len(),
+            tokens as f64 / pairs.len() as f64,
+            model.device_name()
+        );
+    }
+
+    let model_s = median_seconds(repeats, || model.logits_encoded(&encoded).map(drop))?;
+    let json_note = serde_json::json!({ "includes": "model only: tokens to logits" });
+    report("model", pairs.len(), tokens, model_s, json_note);
+    let e2e_s = median_seconds(repeats, || model.score(&pairs).map(drop))?;
+    let json_note =
+        serde_json::json!({ "includes": "end to end: text to scores, tokenisation included" });
+    report("end_to_end", pairs.len(), tokens, e2e_s, json_note);
+
+    // 1 query × 50 documents, as a RAG service reranks.
+    let query = &pairs[0].0;
+    let docs: Vec<&str> = pairs
+        .iter()
+        .cycle()
+        .take(50)
+        .map(|(_, d)| d.as_str())
+        .collect();
+    let rerank_tokens: usize = docs
+        .iter()
+        .map(|d| model.tokenizer().encode_pair(query, d).map(|e| e.len()))
+        .sum::<Result<usize>>()?;
+    model.rerank(query, &docs, 50)?;
+    let mut lat = Vec::with_capacity(args.rerank_runs.max(1));
+    for _ in 0..args.rerank_runs.max(1) {
+        let t = std::time::Instant::now();
+        model.rerank(query, &docs, 50)?;
+        lat.push(t.elapsed().as_secs_f64());
+    }
+    let p50 = xenc::bench::percentile(&lat, 50.0).unwrap();
+    let p99 = xenc::bench::percentile(&lat, 99.0).unwrap();
+    let extra = serde_json::json!({ "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3, "runs": lat.len(),
+        "includes": "end to end: 1 query x 50 documents, tokenisation included" });
+    report("rerank_1x50", docs.len(), rerank_tokens, p50, extra);
+
+    let peak = peak_rss_mib();
+    if args.json {
+        let v = serde_json::json!({ "engine": "xenc", "device": device, "measure": "peak_memory",
+            "pairs": pairs.len(), "tokens": tokens, "pairs_per_s": null,
+            "host_peak_rss_mib": peak, "device_peak_mib": null });
+        println!("{v}");
+    } else {
+        let peak = peak.map_or("unknown".into(), |m| format!("{m:.0} MiB"));
+        println!("peak host memory (RSS): {peak}");
+    }
+    Ok(())
+}
+
+/// Runs `f` once to warm up, then `repeats` times; the median wall time in seconds.
+fn median_seconds(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let t = std::time::Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(xenc::bench::percentile(&times, 50.0).unwrap())
+}
+
+/// Peak resident set size of this process (Linux: VmHWM in /proc/self/status).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 fn read_input(path: Option<&Path>) -> Result<(Vec<String>, String)> {
