@@ -63,7 +63,7 @@ impl RaggedBatch {
             ));
         }
         for (i, w) in self.cu_seqlens.windows(2).enumerate() {
-            let len = w[1].checked_sub(w[0]).unwrap_or(0) as usize;
+            let len = w[1].saturating_sub(w[0]) as usize;
             if w[1] <= w[0] || len > cfg.max_position_embeddings {
                 return Err(Error::Input(format!(
                     "pair {i} has {} tokens; each pair needs 1 to {} (max_position_embeddings)",

@@ -31,6 +31,7 @@ pub use error::{Error, Result};
 pub use tokenize::EncodedPair;
 
 use cpu::CpuBackend;
+use cuda::CudaBackend;
 use tokenize::PairTokenizer;
 use weights::BertWeights;
 
@@ -43,7 +44,7 @@ pub enum Device {
     Cpu,
     /// A CUDA device by ordinal.
     Cuda(usize),
-    /// The GPU when one is usable, else the CPU.
+    /// The GPU when one is usable, else the CPU (said once on stderr).
     #[default]
     Auto,
 }
@@ -146,16 +147,25 @@ impl CrossEncoderBuilder {
         }
         let tokenizer = PairTokenizer::from_file(&tokenizer_path, max_length)?;
 
+        let weights = BertWeights::from_file(&weights_path, &config)?;
+        let cuda = |n| CudaBackend::new(&config, &weights, n, self.token_budget).map(Backend::Cuda);
         let backend = match self.device {
-            Device::Cpu | Device::Auto => {
-                let weights = BertWeights::from_file(&weights_path, &config)?;
-                Backend::Cpu(CpuBackend::new(config.clone(), weights, self.threads)?)
-            }
-            Device::Cuda(n) => {
-                return Err(Error::Cuda(format!(
-                    "device cuda:{n} requested, but this build of xenc has no CUDA backend yet; use the CPU"
-                )))
-            }
+            Device::Cpu => None,
+            Device::Cuda(n) => Some(cuda(n)?),
+            Device::Auto => match cuda::probe().and_then(|()| cuda(0).map_err(|e| e.to_string())) {
+                Ok(b) => Some(b),
+                Err(reason) => {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        eprintln!("xenc: no usable GPU ({reason}); running on the CPU")
+                    });
+                    None
+                }
+            },
+        };
+        let backend = match backend {
+            Some(b) => b,
+            None => Backend::Cpu(CpuBackend::new(config.clone(), weights, self.threads)?),
         };
 
         Ok(CrossEncoder {
@@ -168,8 +178,11 @@ impl CrossEncoderBuilder {
     }
 }
 
+// One per loaded model: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Cpu(CpuBackend),
+    Cuda(CudaBackend),
 }
 
 /// A loaded cross-encoder. Inference takes `&self`; the model is `Send + Sync` and can be shared.
@@ -215,6 +228,7 @@ impl CrossEncoder {
     pub fn device_name(&self) -> String {
         match &self.backend {
             Backend::Cpu(b) => format!("cpu ({} threads)", b.threads()),
+            Backend::Cuda(b) => b.describe(),
         }
     }
 
@@ -249,6 +263,7 @@ impl CrossEncoder {
             b.validate(&self.config)?;
             let logits = match &self.backend {
                 Backend::Cpu(cpu) => cpu.forward(&b),
+                Backend::Cuda(gpu) => gpu.forward(&b)?,
             };
             for (&i, l) in indices.iter().zip(logits) {
                 out[i] = l;

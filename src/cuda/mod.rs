@@ -1,1 +1,185 @@
-//! The CUDA fp16 backend (in progress).
+//! The CUDA backend: fp16 storage, fp32 accumulation, the kernels of `kernels/` plus cuBLAS(Lt) GEMMs.
+//!
+//! Nothing CUDA is linked: cudarc dlopens libcuda, libcublas(Lt) and libnvrtc at run time, after a
+//! presence check, so a machine without them builds, tests and runs the CPU path, and asking for CUDA
+//! there is an `Error::Cuda`, never a panic. Layout of this module:
+//!
+//! - `context`: presence checks, the device, the one-time banner ([`kernels::Gpu`]).
+//! - `modules`: the kernel images build.rs made, loaded once (cubin, PTX, or NVRTC at first use).
+//! - `plan`: all launch arithmetic in plain Rust (work lists, offsets, shapes, sizes, weight layout).
+//! - `launch`: typed launchers, one per kernel, checking the kernel's contract before launching.
+//! - `buffers`, `weights`: device buffers (batch indices, activations) and the one weight allocation.
+//! - `forward`: the model, op for op the CPU backend's.
+
+mod buffers;
+mod context;
+mod forward;
+mod launch;
+mod modules;
+mod nvrtc;
+pub mod plan;
+mod weights;
+
+use std::sync::Mutex;
+
+use crate::batch::RaggedBatch;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::weights::BertWeights;
+use buffers::Activations;
+use context::Gpu;
+use weights::DeviceWeights;
+
+/// The kernels one by one, for tests that compare each with its CPU twin in [`crate::cpu::ops`].
+pub mod kernels {
+    pub use super::buffers::{
+        download_f16, download_f32, upload_f16, zeros_f16, zeros_f32, DeviceBatch,
+    };
+    pub use super::context::{DeviceInfo, Gpu};
+    pub use super::launch::{
+        add_bias_residual_layernorm, attention_varlen, bias_gelu, embed_layernorm, gather_rows,
+        linear, linear_bias, pooler_classifier, SIGNATURES,
+    };
+    pub use super::modules::{build_summary, kernel_file_names};
+    pub use super::weights::{fp16_image, DeviceWeights};
+    pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
+}
+
+/// Cheap check used by `Device::Auto`: Ok if libcuda loads and a device exists; Err(reason) otherwise.
+/// Never panics.
+pub fn probe() -> std::result::Result<(), String> {
+    context::probe().map(|_| ())
+}
+
+/// The model on one GPU. `forward` takes `&self`: the stream and activation buffers sit behind a mutex,
+/// so the backend is `Send + Sync` and batches from several threads run one after another.
+pub struct CudaBackend {
+    gpu: Gpu,
+    cfg: ModelConfig,
+    weights: DeviceWeights,
+    token_budget: usize,
+    activations: Mutex<Activations>,
+}
+
+impl CudaBackend {
+    /// Checks for libcuda/cuBLAS/device before any driver call; Err(Error::Cuda(..)) if unusable.
+    pub fn new(
+        cfg: &ModelConfig,
+        w: &BertWeights,
+        ordinal: usize,
+        token_budget: usize,
+    ) -> Result<Self> {
+        supported(cfg, token_budget)?;
+        let gpu = Gpu::new(ordinal)?;
+        let weights = DeviceWeights::upload(&gpu, cfg, w)?;
+        let activations = Activations::new(&gpu, cfg, token_budget)?;
+        gpu.synchronize()?;
+        Ok(CudaBackend {
+            gpu,
+            cfg: cfg.clone(),
+            weights,
+            token_budget,
+            activations: Mutex::new(activations),
+        })
+    }
+
+    /// One logit per pair in batch order; the batch is already validated (ids in range, lengths ≤ max
+    /// positions, tokens ≤ token_budget). The launchers check again what they index with.
+    pub fn forward(&self, batch: &RaggedBatch) -> Result<Vec<f32>> {
+        if batch.num_pairs() == 0 {
+            return Ok(Vec::new());
+        }
+        if batch.num_tokens() > self.token_budget {
+            return Err(Error::Input(format!(
+                "batch of {} tokens exceeds the CUDA backend's token budget {}",
+                batch.num_tokens(),
+                self.token_budget
+            )));
+        }
+        // A panic mid-forward leaves nothing a later forward depends on: every buffer is rewritten.
+        let mut a = self.activations.lock().unwrap_or_else(|p| p.into_inner());
+        self.gpu.bind()?;
+        forward::forward(&self.gpu, &self.cfg, &self.weights, &mut a, batch)
+    }
+
+    /// e.g. "cuda:0 NVIDIA H100 80GB HBM3 (sm_90)".
+    pub fn describe(&self) -> String {
+        self.gpu.info().describe()
+    }
+}
+
+/// What the kernels can run, checked before touching the GPU.
+fn supported(cfg: &ModelConfig, token_budget: usize) -> Result<()> {
+    let e = |m: String| Err(Error::Cuda(format!("{m}; use the CPU backend")));
+    if !plan::ATTN_HEAD_DIMS.contains(&cfg.head_dim()) {
+        return e(format!(
+            "head_dim {} has no attention kernel (supported: 32, 64)",
+            cfg.head_dim()
+        ));
+    }
+    if let Err(m) =
+        plan::layernorm_launch(1, cfg.hidden_size).and(plan::pooler_launch(1, cfg.hidden_size))
+    {
+        return e(m);
+    }
+    if cfg.intermediate_size % 2 != 0 {
+        return e(format!(
+            "intermediate_size {} is odd",
+            cfg.intermediate_size
+        ));
+    }
+    if token_budget == 0
+        || token_budget.saturating_mul(cfg.intermediate_size.max(3 * cfg.hidden_size))
+            > i32::MAX as usize
+    {
+        return e(format!(
+            "token budget {token_budget} is 0 or too large for 32-bit kernel indices"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn backend_is_send_and_sync() {
+        assert_send_sync::<CudaBackend>();
+    }
+
+    fn cfg(heads: usize) -> ModelConfig {
+        ModelConfig::from_json_str(&format!(
+            r#"{{"model_type":"bert","hidden_size":384,"num_attention_heads":{heads},"num_hidden_layers":1,
+            "intermediate_size":1536,"max_position_embeddings":512,"vocab_size":100,"num_labels":1}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn unsupported_shapes_are_errors_before_any_cuda_call() {
+        assert!(supported(&cfg(12), 16384).is_ok());
+        assert!(supported(&cfg(6), 16384).is_ok());
+        let err = supported(&cfg(4), 16384).unwrap_err().to_string();
+        assert!(err.contains("head_dim 96"), "{err}");
+        assert!(supported(&cfg(12), 0).is_err());
+        assert!(supported(&cfg(12), 1 << 21).is_err());
+    }
+
+    /// Without a driver (as on CI) asking for the GPU is an error value, not a panic.
+    #[test]
+    fn new_without_a_gpu_is_an_error() {
+        if probe().is_ok() {
+            return; // a GPU machine: tests/gpu.rs covers it
+        }
+        let c = cfg(12);
+        let w = super::weights::tests_support::tiny(&c);
+        match CudaBackend::new(&c, &w, 0, 1024) {
+            Err(Error::Cuda(m)) => assert!(m.contains("libcuda") || m.contains("device"), "{m}"),
+            Err(e) => panic!("wrong error kind: {e}"),
+            Ok(_) => panic!("a backend without a GPU"),
+        }
+    }
+}

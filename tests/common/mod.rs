@@ -31,8 +31,12 @@ pub fn test_model(dtype: &str) -> PathBuf {
     checkpoint(dtype)
 }
 
+/// tests/golden, or `XENC_GOLDEN_DIR` (a test binary run on another machine, e.g. by
+/// scripts/gpu-check.sh, cannot rely on the source path baked in at build time).
 pub fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+    std::env::var_os("XENC_GOLDEN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden"))
 }
 
 #[derive(Debug, Clone)]

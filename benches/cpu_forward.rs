@@ -1,0 +1,50 @@
+//! CPU forward (model only: pre-tokenised pairs → logits) at a few batch sizes, on the seeded workload
+//! of `xenc bench`. Needs the test checkpoint (`bash scripts/fixtures.sh`); says so and exits if absent.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use xenc::{CrossEncoder, Device};
+
+fn model_dir() -> Option<std::path::PathBuf> {
+    let root = std::env::var_os("XENC_TEST_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/xenc/test-model"))
+        })?;
+    let dir = root.join("f32");
+    dir.join("model.safetensors").is_file().then_some(dir)
+}
+
+fn cpu_forward(c: &mut Criterion) {
+    let Some(dir) = model_dir() else {
+        eprintln!("cpu_forward: skipped: no test checkpoint (run `bash scripts/fixtures.sh`)");
+        return;
+    };
+    let model = CrossEncoder::builder(dir)
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let words = xenc::bench::words_from_vocab(
+        model
+            .tokenizer()
+            .vocab()
+            .iter()
+            .map(|(w, &id)| (w.as_str(), id)),
+    );
+    let pairs = xenc::bench::generate_pairs(&words, 64, 42);
+    let encoded = model.tokenizer().encode_pairs(&pairs).unwrap();
+
+    let mut group = c.benchmark_group("cpu_forward");
+    group.sample_size(10);
+    for n in [1usize, 8, 32, 64] {
+        let batch = &encoded[..n];
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), batch, |b, batch| {
+            b.iter(|| model.logits_encoded(batch).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cpu_forward);
+criterion_main!(benches);

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# GPU checks in two steps, because the GPU machine has no Rust toolchain and no network.
+#
+#   scripts/gpu-check.sh prepare    here: build the release GPU test binary and the xenc CLI (kernels as
+#                                   cubins when the pip NVRTC is in $XENC_CACHE/cuda-venv), strip them,
+#                                   build the fp16 test checkpoint, and pack all of it with the goldens
+#                                   into .gpu-bundle/bundle.tar.xz (must stay under 60 MiB with the tree).
+#   scripts/gpu-check.sh run        on the GPU machine, from the repository root with .gpu-bundle/ carried
+#                                   along: nvidia-smi, the GPU tests, a short throughput run of the CLI,
+#                                   compute-sanitizer memcheck and racecheck on a small `xenc score --device
+#                                   cuda`, all within ~5 minutes; writes a dated report to $OUT (if set)
+#                                   or ./gpu-report/, and prints its summary. Exit 1 if any step failed.
+#
+# Environment: XENC_CACHE (default $HOME/.cache/xenc), XENC_GPU_BUNDLE (bundle path for `run`),
+# XENC_GPU_CHECK_SECONDS (time budget of `run`, default 290).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUNDLE_DIR=$ROOT/.gpu-bundle
+CACHE=${XENC_CACHE:-$HOME/.cache/xenc}
+LIMIT_MIB=60
+
+die() { echo "gpu-check: $*" >&2; exit 1; }
+
+prepare() {
+    set -e
+    command -v cargo >/dev/null || die "cargo is missing (prepare runs on the build machine)"
+    if [[ -z ${XENC_NVRTC_LIB:-} && -x $CACHE/cuda-venv/bin/python ]]; then
+        eval "$("$CACHE/cuda-venv/bin/python" scripts/cuda_env.py)"
+    fi
+    if [[ -n ${XENC_NVRTC_LIB:-} ]]; then
+        echo "gpu-check: kernels compiled at build time with $XENC_NVRTC_LIB"
+    else
+        echo "gpu-check: WARNING: no NVRTC here; the GPU machine will compile the kernels at first use" >&2
+    fi
+    local tests_bin
+    tests_bin=$(cargo test --release --no-run --test gpu --message-format=json-render-diagnostics |
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "gpu":
+        print(m["executable"])')
+    [[ -x $tests_bin ]] || die "cargo did not report the gpu test binary"
+    cargo build --release --bin xenc
+    local model_dir=${XENC_TEST_MODEL_DIR:-$CACHE/test-model}/f16
+    bash scripts/fixtures.sh   # numpy venv + test checkpoints (the f16 one travels)
+
+    rm -rf "$BUNDLE_DIR"
+    local stage=$BUNDLE_DIR/stage
+    mkdir -p "$stage/bin" "$stage/golden" "$stage/test-model"
+    strip -o "$stage/bin/gpu-tests" "$tests_bin"
+    strip -o "$stage/bin/xenc" target/release/xenc
+    cp -r "$model_dir" "$stage/test-model/f16"
+    rm -f "$stage/test-model/f16/vocab.txt"   # tokenizer.json is what xenc reads
+    cp tests/golden/pairs.jsonl tests/golden/goldens.jsonl tests/golden/meta.json "$stage/golden/"
+    {
+        echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -srm)"
+        echo "rustc: $(rustc --version)"
+        echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit') $(git status --porcelain 2>/dev/null | wc -l) changed files"
+        if [[ -n ${XENC_NVRTC_LIB:-} ]]; then
+            echo "kernels: NVRTC cubins sm_80/86/89/90 + compute_90 PTX ($(basename "$XENC_NVRTC_LIB"))"
+        else
+            echo "kernels: sources only (NVRTC at first use)"
+        fi
+    } >"$stage/MANIFEST"
+    XZ_OPT="-6 -T0" tar -C "$stage" -cJf "$BUNDLE_DIR/bundle.tar.xz" .
+    rm -rf "$stage"
+
+    local bundle_b tree_b
+    bundle_b=$(stat -c %s "$BUNDLE_DIR/bundle.tar.xz")
+    tree_b=$(git ls-files -co --exclude-standard -z | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
+    python3 - "$bundle_b" "$tree_b" "$LIMIT_MIB" <<'EOF'
+import sys
+bundle, tree, limit = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+mib = lambda b: b / 2**20
+total = bundle + tree
+print(f"gpu-check: .gpu-bundle/bundle.tar.xz {mib(bundle):.1f} MiB + working tree {mib(tree):.1f} MiB "
+      f"= {mib(total):.1f} MiB (limit {limit} MiB)")
+sys.exit(0 if total < limit * 2**20 else 1)
+EOF
+    echo "gpu-check: on the GPU machine run: scripts/gpu-check.sh run   (carry .gpu-bundle)"
+}
+
+# ---- run: on the GPU machine ------------------------------------------------------------------------
+
+# Directories holding libcublas/libcublasLt/libnvrtc: the CUDA toolkit first, then pip's nvidia wheels
+# (torch's dependencies), printed colon-separated.
+cuda_lib_dirs() {
+    local d dirs=()
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64; do
+        compgen -G "$d/libcublas.so*" >/dev/null && dirs+=("$d")
+    done
+    local py
+    py=$(python3 - 2>/dev/null <<'EOF'
+import glob, importlib.util, os
+roots = []
+for mod in ("nvidia", "torch"):
+    spec = importlib.util.find_spec(mod)
+    if spec and spec.submodule_search_locations:
+        roots += list(spec.submodule_search_locations)
+out = []
+for r in roots:
+    for pat in ("*/lib/libcublas.so*", "*/lib/libnvrtc.so*", "lib/libcublas.so*", "lib/libnvrtc.so*"):
+        for f in sorted(glob.glob(os.path.join(r, pat))):
+            if os.path.dirname(f) not in out:
+                out.append(os.path.dirname(f))
+print(":".join(out))
+EOF
+)
+    local IFS=:
+    echo "${dirs[*]}${py:+${dirs[*]:+:}$py}"
+}
+
+run_checks() {
+    local bundle=${XENC_GPU_BUNDLE:-$BUNDLE_DIR/bundle.tar.xz}
+    [[ -f $bundle ]] || die "$bundle not found: run 'scripts/gpu-check.sh prepare' on the build machine and carry .gpu-bundle"
+    local budget=${XENC_GPU_CHECK_SECONDS:-290} start=$SECONDS
+    local work
+    work=$(mktemp -d "${TMPDIR:-/tmp}/xenc-gpu-check.XXXXXX")
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$bundle" "$work" ||
+        die "cannot unpack $bundle"
+    local report_dir=${OUT:-$ROOT/gpu-report}
+    mkdir -p "$report_dir"
+    local stamp report summary
+    stamp=$(date -u +%Y%m%dT%H%M%SZ)
+    report=$report_dir/gpu-check-$stamp.md
+    summary=$(mktemp)
+
+    local libs
+    libs=$(cuda_lib_dirs)
+    if ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then
+        for d in /usr/lib/x86_64-linux-gnu /usr/local/nvidia/lib64 /usr/lib64; do
+            [[ -e $d/libcuda.so.1 ]] && libs=${libs:+$libs:}$d && break
+        done
+    fi
+    export LD_LIBRARY_PATH=${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    [[ -f /usr/local/cuda/include/cuda_fp16.h ]] && export XENC_CUDA_INCLUDE=/usr/local/cuda/include
+    export XENC_REQUIRE_GPU=1 XENC_TEST_MODEL_DIR=$work/test-model XENC_GOLDEN_DIR=$work/golden
+    export RUST_BACKTRACE=1
+    local sanitizer
+    sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda-*/bin/compute-sanitizer 2>/dev/null | head -1)
+    local card
+    card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+
+    {
+        echo "# xenc GPU check: ${card:-unknown card}, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+        echo
+        echo "- host: $(uname -srm); bundle: $bundle"
+        sed 's/^/- bundle /' "$work/MANIFEST"
+        echo "- LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+        echo "- compute-sanitizer: ${sanitizer:-not found}"
+        echo
+    } >"$report"
+
+    # step TITLE MAX_SECONDS CMD...: runs CMD with a timeout (capped by what is left of the budget),
+    # appends command, exit status, time and output to the report. Returns CMD's status.
+    step() {
+        local title=$1 max=$2
+        shift 2
+        local left=$((budget - (SECONDS - start)))
+        ((left < max)) && max=$left
+        if ((max < 5)); then
+            echo "| $title | skipped: out of time | 0 |" >>"$summary"
+            printf '## %s\n\nskipped: the %s s budget is spent\n\n' "$title" "$budget" >>"$report"
+            return 124
+        fi
+        local t0=$SECONDS out rc
+        out=$(timeout --kill-after=5 "$max" "$@" 2>&1)
+        rc=$?
+        local took=$((SECONDS - t0)) status=ok
+        ((rc == 124 || rc == 137)) && status="TIMEOUT after ${max}s"
+        ((rc != 0 && rc != 124 && rc != 137)) && status="FAILED (exit $rc)"
+        echo "| $title | $status | $took |" >>"$summary"
+        {
+            printf '## %s\n\n```\n$ %s\n```\n\nexit %s after %s s (limit %s s)\n\n```text\n' "$title" "$*" "$rc" "$took" "$max"
+            printf '%s\n' "$out" | tail -n 400
+            printf '```\n\n'
+        } >>"$report"
+        printf '%s\n' "$out" | tail -n 40
+        echo "gpu-check: $title: $status (${took}s)"
+        return $rc
+    }
+
+    step "nvidia-smi" 20 nvidia-smi --query-gpu=name,driver_version --format=csv
+    step "GPU tests (kernels vs CPU twins, model vs goldens)" 110 \
+        "$work/bin/gpu-tests" --test-threads=1 --nocapture
+
+    # A small input for the sanitizers: pairs of very different lengths.
+    local small=$work/small.jsonl model=$work/test-model/f16
+    sed -n '1p;30p;60p;90p;120p;150p;175p;200p' "$work/golden/pairs.jsonl" >"$small"
+    local target=("$work/bin/xenc" score --model "$model" --device cuda --input "$small")
+    if step "xenc score --device cuda (8 pairs)" 40 "${target[@]}"; then
+        if "$work/bin/xenc" bench --help >/dev/null 2>&1; then
+            step "throughput: xenc bench --device cuda" 60 "$work/bin/xenc" bench --model "$model" --device cuda \
+                --generate 2000 --repeats 3 --rerank-runs 20
+        else
+            local big=$work/big.jsonl
+            for _ in $(seq 10); do cat "$work/golden/pairs.jsonl"; done >"$big"
+            step "throughput: xenc score --device cuda (2090 pairs)" 60 \
+                bash -c 'time "$0" score --model "$1" --device cuda --input "$2" | wc -l' "$work/bin/xenc" "$model" "$big"
+        fi
+    else
+        echo "gpu-check: the CLI cannot run on CUDA; sanitizers and throughput use the test binary instead"
+        target=("$work/bin/gpu-tests" --exact small_forward_for_sanitizers --nocapture)
+        step "throughput: CudaBackend on the goldens x10 (test binary)" 60 \
+            "$work/bin/gpu-tests" --ignored --exact throughput_of_the_backend --nocapture
+    fi
+    if [[ -n $sanitizer ]]; then
+        step "compute-sanitizer memcheck" 75 "$sanitizer" --tool memcheck --error-exitcode 1 --print-limit 20 "${target[@]}"
+        step "compute-sanitizer racecheck" 75 "$sanitizer" --tool racecheck --error-exitcode 1 --print-limit 20 "${target[@]}"
+    else
+        echo "| compute-sanitizer | not found | 0 |" >>"$summary"
+    fi
+    # Baselines on the same pairs (the GPU machine's own torch / onnxruntime); last, as it is the longest.
+    if command -v python3 >/dev/null; then
+        step "bench-compare: xenc vs ONNX Runtime / sentence-transformers (cuda)" 120 \
+            env XENC_BIN="$work/bin/xenc" XENC_BENCH_PY=python3 XENC_CACHE="$work/cache" \
+            bash scripts/bench-compare.sh --device cuda --model "$model" --generate 10000 --repeats 3
+    fi
+
+    local failed=0
+    grep -qE '\| (FAILED|TIMEOUT)' "$summary" && failed=1
+    {
+        echo "## Summary ($((SECONDS - start)) s)"
+        echo
+        echo "| step | status | seconds |"
+        echo "|---|---|---|"
+        cat "$summary"
+    } >>"$report"
+    rm -rf "$work" "$summary"
+    echo
+    sed -n '/^## Summary/,$p' "$report"
+    echo "gpu-check: report written to $report"
+    return $failed
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) run_checks ;;
+    *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+esac

@@ -1,0 +1,178 @@
+//! Device buffers: a batch's indices (uploaded once per batch into one reused `i32` buffer, with the
+//! host-checked facts the launchers rely on), the activation buffers sized once from the token budget,
+//! and fp16 upload/download helpers for tests.
+
+use cudarc::driver::{CudaSlice, CudaView, DevicePtr};
+use half::f16;
+
+use super::context::{cuda_err, Gpu};
+use super::plan::{self, ActivationSizes, IndexLayout, PackedBatch};
+use crate::batch::RaggedBatch;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+
+/// The device address of a buffer. xenc runs one stream with event tracking off, so the guard cudarc
+/// returns has nothing to record and is dropped at once.
+pub(crate) fn addr<T>(gpu: &Gpu, x: &impl DevicePtr<T>) -> u64 {
+    let (p, _guard) = x.device_ptr(&gpu.stream);
+    p
+}
+
+/// A batch's index arrays on the device (see [`plan::IndexLayout`]) plus what was checked on the host:
+/// the largest id of each kind and the work-list lengths. Launchers trust device indices only through it.
+pub struct DeviceBatch {
+    buf: CudaSlice<i32>,
+    capacity: IndexLayout,
+    num_heads: usize,
+    layout: Option<IndexLayout>,
+    packed: PackedBatch,
+}
+
+impl DeviceBatch {
+    /// Room for any batch of at most `token_budget` tokens.
+    pub fn with_capacity(gpu: &Gpu, token_budget: usize, num_heads: usize) -> Result<Self> {
+        let capacity = IndexLayout::capacity(token_budget, num_heads);
+        // SAFETY: every element a kernel reads is written by `upload` first.
+        let buf = unsafe { gpu.stream.alloc::<i32>(capacity.total.max(4)) }
+            .map_err(cuda_err("index buffer"))?;
+        Ok(DeviceBatch {
+            buf,
+            capacity,
+            num_heads,
+            layout: None,
+            packed: PackedBatch::default(),
+        })
+    }
+
+    /// A buffer sized for `batch` alone, with `batch` uploaded.
+    pub fn new(gpu: &Gpu, batch: &RaggedBatch, num_heads: usize) -> Result<Self> {
+        let mut b = DeviceBatch::with_capacity(gpu, batch.num_tokens(), num_heads)?;
+        b.upload(gpu, batch)?;
+        Ok(b)
+    }
+
+    /// Packs `batch` on the host and copies it in (one copy; the host buffer is reused).
+    pub fn upload(&mut self, gpu: &Gpu, batch: &RaggedBatch) -> Result<()> {
+        self.layout = None;
+        let layout =
+            plan::pack_batch(batch, self.num_heads, &mut self.packed).map_err(Error::Input)?;
+        if layout.total > self.buf.len() || layout.tokens > self.capacity.tokens {
+            return Err(Error::Cuda(format!(
+                "batch of {} tokens does not fit the index buffer sized for {}",
+                layout.tokens, self.capacity.tokens
+            )));
+        }
+        let mut dst = self.buf.slice_mut(..layout.total);
+        gpu.stream
+            .memcpy_htod(&self.packed.data[..], &mut dst)
+            .map_err(cuda_err("uploading the batch"))?;
+        self.layout = Some(layout);
+        Ok(())
+    }
+
+    pub(crate) fn layout(&self, kernel: &str) -> Result<IndexLayout> {
+        self.layout
+            .ok_or_else(|| Error::Cuda(format!("{kernel}: no batch has been uploaded")))
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.layout.map_or(0, |l| l.tokens)
+    }
+
+    pub fn pairs(&self) -> usize {
+        self.layout.map_or(0, |l| l.pairs)
+    }
+
+    pub fn num_heads(&self) -> usize {
+        self.num_heads
+    }
+
+    pub(crate) fn facts(&self) -> &PackedBatch {
+        &self.packed
+    }
+
+    /// Device address of element `offset` of the index buffer.
+    pub(crate) fn addr_of(&self, gpu: &Gpu, offset: usize) -> u64 {
+        addr(gpu, &self.buf) + 4 * offset as u64
+    }
+}
+
+/// The activations of one forward pass, allocated once for the token budget.
+pub(crate) struct Activations {
+    pub index: DeviceBatch,
+    pub hidden: CudaSlice<f16>,
+    pub qkv: CudaSlice<f16>,
+    pub ctx: CudaSlice<f16>,
+    pub proj: CudaSlice<f16>,
+    pub ffn: CudaSlice<f16>,
+    pub cls: CudaSlice<f16>,
+    pub logits: CudaSlice<f32>,
+    pub logits_host: Vec<f32>,
+}
+
+impl Activations {
+    pub fn new(gpu: &Gpu, cfg: &ModelConfig, token_budget: usize) -> Result<Self> {
+        let s = ActivationSizes::new(cfg, token_budget);
+        let what = format!(
+            "allocating {} MiB of activations for a token budget of {token_budget}",
+            s.total_bytes() >> 20
+        );
+        let f16s = |n: usize| gpu.stream.alloc_zeros::<f16>(n).map_err(cuda_err(&what));
+        Ok(Activations {
+            index: DeviceBatch::with_capacity(gpu, token_budget, cfg.num_attention_heads)?,
+            hidden: f16s(s.hidden)?,
+            qkv: f16s(s.qkv)?,
+            ctx: f16s(s.ctx)?,
+            proj: f16s(s.proj)?,
+            ffn: f16s(s.ffn)?,
+            cls: f16s(s.cls)?,
+            logits: gpu
+                .stream
+                .alloc_zeros::<f32>(s.logits)
+                .map_err(cuda_err(&what))?,
+            logits_host: vec![0.0; s.logits],
+        })
+    }
+}
+
+/// Rounds `x` to fp16 and copies it to a new device buffer.
+pub fn upload_f16(gpu: &Gpu, x: &[f32]) -> Result<CudaSlice<f16>> {
+    let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+    gpu.stream
+        .clone_htod(&h)
+        .map_err(cuda_err("uploading fp16 data"))
+}
+
+/// A zeroed fp16 device buffer of `len` elements.
+pub fn zeros_f16(gpu: &Gpu, len: usize) -> Result<CudaSlice<f16>> {
+    gpu.stream
+        .alloc_zeros::<f16>(len)
+        .map_err(cuda_err("allocating fp16 data"))
+}
+
+/// A zeroed fp32 device buffer of `len` elements.
+pub fn zeros_f32(gpu: &Gpu, len: usize) -> Result<CudaSlice<f32>> {
+    gpu.stream
+        .alloc_zeros::<f32>(len)
+        .map_err(cuda_err("allocating fp32 data"))
+}
+
+/// Copies an fp16 device buffer back, widened to f32 (waits for the stream).
+pub fn download_f16(gpu: &Gpu, x: &CudaView<'_, f16>) -> Result<Vec<f32>> {
+    let h = gpu
+        .stream
+        .clone_dtoh(x)
+        .map_err(cuda_err("downloading fp16 data"))?;
+    gpu.synchronize()?;
+    Ok(h.into_iter().map(f16::to_f32).collect())
+}
+
+/// Copies an fp32 device buffer back (waits for the stream).
+pub fn download_f32(gpu: &Gpu, x: &CudaView<'_, f32>) -> Result<Vec<f32>> {
+    let h = gpu
+        .stream
+        .clone_dtoh(x)
+        .map_err(cuda_err("downloading fp32 data"))?;
+    gpu.synchronize()?;
+    Ok(h)
+}

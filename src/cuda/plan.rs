@@ -1,0 +1,784 @@
+//! The arithmetic of every launch, in Rust: attention work lists, output offsets, the packed index buffer
+//! of a batch, launch shapes with the kernels' preconditions, buffer sizes from the token budget, and the
+//! fp16 weight layout. No CUDA here, so all of it is unit-tested on machines without a GPU.
+
+use crate::batch::RaggedBatch;
+use crate::config::ModelConfig;
+use crate::cpu::ops::Queries;
+
+/// Queries per attention work item: `ATTN_Q_TILE` in kernels/attention_varlen.cu (a test parses it).
+pub const ATTN_Q_TILE: usize = 64;
+/// Threads per attention block, exactly: `ATTN_THREADS` in kernels/attention_varlen.cu.
+pub const ATTN_THREADS: u32 = 128;
+/// Row pairs one thread of a LayerNorm kernel holds: `LN_MAX_PAIRS_PER_THREAD` in kernels/common.cuh.
+pub const LN_MAX_PAIRS_PER_THREAD: usize = 16;
+/// Head dims that have an attention kernel (`attention_varlen_hd32_f16`, `attention_varlen_hd64_f16`).
+pub const ATTN_HEAD_DIMS: [usize; 2] = [32, 64];
+/// Alignment of every tensor in the one fp16 weight allocation.
+pub const WEIGHT_ALIGN_BYTES: usize = 256;
+/// Threads per block of the elementwise kernels (bias_gelu, gather_rows) and of the pooler.
+pub const ELEMENTWISE_THREADS: u32 = 256;
+pub const POOLER_THREADS: u32 = 256;
+/// Grid-stride kernels get at most this many blocks per SM: enough to fill it, no more.
+pub const BLOCKS_PER_SM: u32 = 8;
+/// Static shared memory a kernel may take without opting in: the pooler's dynamic `H` floats must fit.
+pub const MAX_DEFAULT_SHARED_BYTES: usize = 48 * 1024;
+
+/// One attention work item as the kernel reads it (an `int4`): pair, head, first query, one past the
+/// last query; queries count from the pair's first token.
+pub type WorkItem = [i32; 4];
+
+/// The work list of one attention call. `All`: every pair's queries in tiles of [`ATTN_Q_TILE`], for
+/// every head; `ClsOnly`: query 0 of every pair, for every head. Longest pairs come first, so the
+/// heaviest blocks start first and the grid's tail is short.
+pub fn attention_work(cu_seqlens: &[u32], num_heads: usize, queries: Queries) -> Vec<WorkItem> {
+    let n = cu_seqlens.len().saturating_sub(1);
+    let len = |p: usize| (cu_seqlens[p + 1] - cu_seqlens[p]) as usize;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&p| std::cmp::Reverse(len(p)));
+    let mut work = Vec::with_capacity(max_work_items(
+        cu_seqlens.last().map_or(0, |&t| t as usize),
+        num_heads,
+    ));
+    for p in order {
+        let q_end = match queries {
+            Queries::All => len(p),
+            Queries::ClsOnly => 1,
+        };
+        for q0 in (0..q_end).step_by(ATTN_Q_TILE) {
+            let q1 = (q0 + ATTN_Q_TILE).min(q_end);
+            for h in 0..num_heads {
+                work.push([p as i32, h as i32, q0 as i32, q1 as i32]);
+            }
+        }
+    }
+    work
+}
+
+/// An upper bound of `attention_work(..).len()` for any batch of at most `tokens` tokens: each pair has
+/// at least one token and at most one tile per token.
+pub fn max_work_items(tokens: usize, num_heads: usize) -> usize {
+    tokens * num_heads
+}
+
+/// Output row of query 0 of each pair: the pair's first token row (`All`) or the pair's index (`ClsOnly`).
+pub fn out_offsets(cu_seqlens: &[u32], queries: Queries) -> Vec<i32> {
+    let n = cu_seqlens.len().saturating_sub(1);
+    match queries {
+        Queries::All => cu_seqlens[..n].iter().map(|&c| c as i32).collect(),
+        Queries::ClsOnly => (0..n as i32).collect(),
+    }
+}
+
+/// Where each index array of a batch sits in the one `i32` device buffer it is uploaded in. Offsets are
+/// in elements, each a multiple of 4 so the `int4` work lists are 16-byte aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexLayout {
+    pub tokens: usize,
+    pub pairs: usize,
+    pub work_all_items: usize,
+    pub work_cls_items: usize,
+    pub input_ids: usize,
+    pub token_type_ids: usize,
+    pub position_ids: usize,
+    /// `[n + 1]`; its first n entries are also the `All` out_offsets and the [CLS] rows for gather_rows.
+    pub cu_seqlens: usize,
+    /// `[n]` = 0..n, the `ClsOnly` out_offsets.
+    pub cls_offsets: usize,
+    pub work_all: usize,
+    pub work_cls: usize,
+    pub total: usize,
+}
+
+impl IndexLayout {
+    pub fn new(tokens: usize, pairs: usize, work_all_items: usize, work_cls_items: usize) -> Self {
+        let mut at = 0;
+        let mut next = |len: usize| {
+            let start = at;
+            at += len.next_multiple_of(4);
+            start
+        };
+        let (input_ids, token_type_ids, position_ids) = (next(tokens), next(tokens), next(tokens));
+        let (cu_seqlens, cls_offsets) = (next(pairs + 1), next(pairs));
+        let (work_all, work_cls) = (next(4 * work_all_items), next(4 * work_cls_items));
+        IndexLayout {
+            tokens,
+            pairs,
+            work_all_items,
+            work_cls_items,
+            input_ids,
+            token_type_ids,
+            position_ids,
+            cu_seqlens,
+            cls_offsets,
+            work_all,
+            work_cls,
+            total: at,
+        }
+    }
+
+    /// The largest layout any batch within `token_budget` tokens can need.
+    pub fn capacity(token_budget: usize, num_heads: usize) -> Self {
+        let w = max_work_items(token_budget, num_heads);
+        IndexLayout::new(token_budget, token_budget, w, token_budget * num_heads)
+    }
+}
+
+/// A batch's indices as uploaded, with the facts the launchers check before trusting device data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedBatch {
+    pub data: Vec<i32>,
+    pub max_input_id: u32,
+    pub max_token_type: u32,
+    pub max_position: u32,
+    pub max_seqlen: usize,
+}
+
+/// Packs a batch for upload. Returns an error message if the batch is malformed (cu_seqlens not rising
+/// from 0 to the token count, arrays of different lengths, or too large for `i32` indices).
+pub fn pack_batch(
+    batch: &RaggedBatch,
+    num_heads: usize,
+    packed: &mut PackedBatch,
+) -> Result<IndexLayout, String> {
+    let (t, cu) = (batch.num_tokens(), &batch.cu_seqlens);
+    if batch.token_type_ids.len() != t || batch.position_ids.len() != t {
+        return Err("ragged batch arrays differ in length".into());
+    }
+    if cu.first() != Some(&0)
+        || cu.last().map(|&c| c as usize) != Some(t)
+        || cu.windows(2).any(|w| w[1] <= w[0])
+    {
+        return Err("cu_seqlens must rise strictly from 0 to the token count".into());
+    }
+    if t > i32::MAX as usize / (4 * num_heads.max(1)) {
+        return Err(format!("{t} tokens is too many for 32-bit indices"));
+    }
+    let work_all = attention_work(cu, num_heads, Queries::All);
+    let work_cls = attention_work(cu, num_heads, Queries::ClsOnly);
+    let n = batch.num_pairs();
+    let layout = IndexLayout::new(t, n, work_all.len(), work_cls.len());
+    let data = &mut packed.data;
+    data.clear();
+    data.resize(layout.total, 0);
+    let put = |data: &mut Vec<i32>, at: usize, values: &mut dyn Iterator<Item = i32>| {
+        for (d, v) in data[at..].iter_mut().zip(values) {
+            *d = v;
+        }
+    };
+    put(
+        data,
+        layout.input_ids,
+        &mut batch.input_ids.iter().map(|&x| x as i32),
+    );
+    put(
+        data,
+        layout.token_type_ids,
+        &mut batch.token_type_ids.iter().map(|&x| x as i32),
+    );
+    put(
+        data,
+        layout.position_ids,
+        &mut batch.position_ids.iter().map(|&x| x as i32),
+    );
+    put(data, layout.cu_seqlens, &mut cu.iter().map(|&x| x as i32));
+    put(
+        data,
+        layout.cls_offsets,
+        &mut out_offsets(cu, Queries::ClsOnly).into_iter(),
+    );
+    put(
+        data,
+        layout.work_all,
+        &mut work_all.iter().flatten().copied(),
+    );
+    put(
+        data,
+        layout.work_cls,
+        &mut work_cls.iter().flatten().copied(),
+    );
+    let max = |v: &[u32]| v.iter().copied().max().unwrap_or(0);
+    packed.max_input_id = max(&batch.input_ids);
+    packed.max_token_type = max(&batch.token_type_ids);
+    packed.max_position = max(&batch.position_ids);
+    packed.max_seqlen = cu
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as usize)
+        .max()
+        .unwrap_or(0);
+    Ok(layout)
+}
+
+/// Grid, block and dynamic shared memory of one launch. `grid == 0` means there is nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launch {
+    pub grid: u32,
+    pub block: u32,
+    pub shared_mem_bytes: u32,
+}
+
+fn grid_of(blocks: usize, what: &str) -> Result<u32, String> {
+    u32::try_from(blocks)
+        .ok()
+        .filter(|&g| g <= i32::MAX as u32)
+        .ok_or_else(|| format!("{blocks} {what} exceed the grid limit"))
+}
+
+/// embed_layernorm and add_bias_residual_layernorm: one block per row; the row (H values as H/2 pairs)
+/// must fit `LN_MAX_PAIRS_PER_THREAD` pairs per thread, so the block is the smallest of 128…1024 that
+/// holds it.
+pub fn layernorm_launch(rows: usize, h: usize) -> Result<Launch, String> {
+    if h == 0 || h % 2 != 0 {
+        return Err(format!("hidden size {h} must be even and positive"));
+    }
+    let block = [128u32, 256, 512, 1024]
+        .into_iter()
+        .find(|&b| h / 2 <= LN_MAX_PAIRS_PER_THREAD * b as usize)
+        .ok_or_else(|| {
+            format!(
+                "hidden size {h} exceeds {} (32 values per thread)",
+                2 * LN_MAX_PAIRS_PER_THREAD * 1024
+            )
+        })?;
+    Ok(Launch {
+        grid: grid_of(rows, "rows")?,
+        block,
+        shared_mem_bytes: 0,
+    })
+}
+
+/// bias_gelu and gather_rows: grid-stride over `rows * width / 2` half2 pairs with 32-bit indices.
+pub fn elementwise_launch(rows: usize, width: usize, sm_count: u32) -> Result<Launch, String> {
+    if width == 0 || width % 2 != 0 {
+        return Err(format!("row width {width} must be even and positive"));
+    }
+    let elems = rows.checked_mul(width).filter(|&e| e <= i32::MAX as usize);
+    let elems = elems.ok_or_else(|| format!("{rows} x {width} elements exceed 2^31 - 1"))?;
+    let blocks = (elems / 2).div_ceil(ELEMENTWISE_THREADS as usize);
+    let cap = (sm_count.max(1) * BLOCKS_PER_SM) as usize;
+    Ok(Launch {
+        grid: blocks.min(cap) as u32,
+        block: ELEMENTWISE_THREADS,
+        shared_mem_bytes: 0,
+    })
+}
+
+/// attention_varlen: one block of exactly [`ATTN_THREADS`] per work item.
+pub fn attention_launch(num_work: usize, head_dim: usize) -> Result<Launch, String> {
+    if !ATTN_HEAD_DIMS.contains(&head_dim) {
+        return Err(format!(
+            "head_dim {head_dim} has no kernel (supported: {ATTN_HEAD_DIMS:?})"
+        ));
+    }
+    Ok(Launch {
+        grid: grid_of(num_work, "work items")?,
+        block: ATTN_THREADS,
+        shared_mem_bytes: 0,
+    })
+}
+
+/// pooler_classifier: one block per pair, `H` fp32 of dynamic shared memory for the pooled vector.
+pub fn pooler_launch(pairs: usize, h: usize) -> Result<Launch, String> {
+    if h == 0 || h % 2 != 0 {
+        return Err(format!("hidden size {h} must be even and positive"));
+    }
+    let shared = h * 4;
+    if shared > MAX_DEFAULT_SHARED_BYTES {
+        return Err(format!(
+            "hidden size {h} needs {shared} B of shared memory (> 48 KiB)"
+        ));
+    }
+    Ok(Launch {
+        grid: grid_of(pairs, "pairs")?,
+        block: POOLER_THREADS,
+        shared_mem_bytes: shared as u32,
+    })
+}
+
+/// `Err` unless a buffer of `have` elements holds `need`.
+pub fn check_len(what: &str, have: usize, need: usize) -> Result<(), String> {
+    if have < need {
+        return Err(format!("{what} has {have} elements, needs {need}"));
+    }
+    Ok(())
+}
+
+/// `Err` unless the device address is a multiple of `align` bytes.
+pub fn check_aligned(what: &str, addr: u64, align: u64) -> Result<(), String> {
+    if addr % align != 0 {
+        return Err(format!("{what} at {addr:#x} is not {align}-byte aligned"));
+    }
+    Ok(())
+}
+
+/// Element counts of the activation buffers, sized once from the token budget and reused by every batch
+/// (fp16 unless noted). The last layer's [CLS] rows (n ≤ T) get their own buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivationSizes {
+    /// `[T, H]` hidden states.
+    pub hidden: usize,
+    /// `[T, 3H]` Q | K | V.
+    pub qkv: usize,
+    /// `[T, H]` attention output.
+    pub ctx: usize,
+    /// `[T, H]` output of the out-projection and FFN-out GEMMs (before bias + residual + LayerNorm).
+    pub proj: usize,
+    /// `[T, I]` FFN intermediate.
+    pub ffn: usize,
+    /// `[n, H]` hidden states of the [CLS] rows in the last layer.
+    pub cls: usize,
+    /// `[n, L]` fp32 logits.
+    pub logits: usize,
+    /// `i32` index buffer (see [`IndexLayout::capacity`]).
+    pub index: usize,
+}
+
+impl ActivationSizes {
+    pub fn new(cfg: &ModelConfig, token_budget: usize) -> Self {
+        let (t, h) = (token_budget, cfg.hidden_size);
+        ActivationSizes {
+            hidden: t * h,
+            qkv: t * 3 * h,
+            ctx: t * h,
+            proj: t * h,
+            ffn: t * cfg.intermediate_size,
+            cls: t * h,
+            logits: t * cfg.num_labels,
+            index: IndexLayout::capacity(t, cfg.num_attention_heads).total,
+        }
+    }
+
+    pub fn total_bytes(&self) -> usize {
+        2 * (self.hidden + self.qkv + self.ctx + self.proj + self.ffn + self.cls)
+            + 4 * (self.logits + self.index)
+    }
+}
+
+/// One tensor's place in the fp16 weight allocation, in elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl Span {
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len
+    }
+}
+
+/// One encoder layer's tensors, as in [`crate::weights::LayerWeights`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LayerSpans {
+    pub qkv_weight: Span,
+    pub qkv_bias: Span,
+    pub attn_out_weight: Span,
+    pub attn_out_bias: Span,
+    pub attn_ln_weight: Span,
+    pub attn_ln_bias: Span,
+    pub ffn_in_weight: Span,
+    pub ffn_in_bias: Span,
+    pub ffn_out_weight: Span,
+    pub ffn_out_bias: Span,
+    pub ffn_ln_weight: Span,
+    pub ffn_ln_bias: Span,
+}
+
+/// Every tensor of [`crate::weights::BertWeights`] in one fp16 allocation, each starting on a
+/// [`WEIGHT_ALIGN_BYTES`] boundary, in the order of [`WeightLayout::entries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightLayout {
+    pub word_embeddings: Span,
+    pub position_embeddings: Span,
+    pub token_type_embeddings: Span,
+    pub embeddings_ln_weight: Span,
+    pub embeddings_ln_bias: Span,
+    pub layers: Vec<LayerSpans>,
+    pub pooler_weight: Span,
+    pub pooler_bias: Span,
+    pub classifier_weight: Span,
+    pub classifier_bias: Span,
+    /// Elements in the allocation, padding included.
+    pub total: usize,
+}
+
+impl WeightLayout {
+    pub fn new(cfg: &ModelConfig) -> Self {
+        let (h, i, l) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_labels);
+        let align = WEIGHT_ALIGN_BYTES / 2;
+        let mut at = 0;
+        let mut span = |len: usize| {
+            let s = Span { offset: at, len };
+            at = (at + len).next_multiple_of(align);
+            s
+        };
+        let word_embeddings = span(cfg.vocab_size * h);
+        let position_embeddings = span(cfg.max_position_embeddings * h);
+        let token_type_embeddings = span(cfg.type_vocab_size * h);
+        let (embeddings_ln_weight, embeddings_ln_bias) = (span(h), span(h));
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|_| LayerSpans {
+                qkv_weight: span(3 * h * h),
+                qkv_bias: span(3 * h),
+                attn_out_weight: span(h * h),
+                attn_out_bias: span(h),
+                attn_ln_weight: span(h),
+                attn_ln_bias: span(h),
+                ffn_in_weight: span(i * h),
+                ffn_in_bias: span(i),
+                ffn_out_weight: span(h * i),
+                ffn_out_bias: span(h),
+                ffn_ln_weight: span(h),
+                ffn_ln_bias: span(h),
+            })
+            .collect();
+        let (pooler_weight, pooler_bias) = (span(h * h), span(h));
+        let (classifier_weight, classifier_bias) = (span(l * h), span(l));
+        WeightLayout {
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embeddings_ln_weight,
+            embeddings_ln_bias,
+            layers,
+            pooler_weight,
+            pooler_bias,
+            classifier_weight,
+            classifier_bias,
+            total: at,
+        }
+    }
+
+    /// Every span with its checkpoint name (Q, K and V stacked under `attention.self.qkv`), in order.
+    pub fn entries(&self) -> Vec<(String, Span)> {
+        let mut v = vec![
+            (
+                "embeddings.word_embeddings.weight".to_string(),
+                self.word_embeddings,
+            ),
+            (
+                "embeddings.position_embeddings.weight".into(),
+                self.position_embeddings,
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                self.token_type_embeddings,
+            ),
+            (
+                "embeddings.LayerNorm.weight".into(),
+                self.embeddings_ln_weight,
+            ),
+            ("embeddings.LayerNorm.bias".into(), self.embeddings_ln_bias),
+        ];
+        for (n, l) in self.layers.iter().enumerate() {
+            let p = format!("encoder.layer.{n}.");
+            v.extend([
+                (format!("{p}attention.self.qkv.weight"), l.qkv_weight),
+                (format!("{p}attention.self.qkv.bias"), l.qkv_bias),
+                (
+                    format!("{p}attention.output.dense.weight"),
+                    l.attn_out_weight,
+                ),
+                (format!("{p}attention.output.dense.bias"), l.attn_out_bias),
+                (
+                    format!("{p}attention.output.LayerNorm.weight"),
+                    l.attn_ln_weight,
+                ),
+                (
+                    format!("{p}attention.output.LayerNorm.bias"),
+                    l.attn_ln_bias,
+                ),
+                (format!("{p}intermediate.dense.weight"), l.ffn_in_weight),
+                (format!("{p}intermediate.dense.bias"), l.ffn_in_bias),
+                (format!("{p}output.dense.weight"), l.ffn_out_weight),
+                (format!("{p}output.dense.bias"), l.ffn_out_bias),
+                (format!("{p}output.LayerNorm.weight"), l.ffn_ln_weight),
+                (format!("{p}output.LayerNorm.bias"), l.ffn_ln_bias),
+            ]);
+        }
+        v.extend([
+            ("pooler.dense.weight".to_string(), self.pooler_weight),
+            ("pooler.dense.bias".into(), self.pooler_bias),
+            ("classifier.weight".into(), self.classifier_weight),
+            ("classifier.bias".into(), self.classifier_bias),
+        ]);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel_define(file: &str, name: &str) -> usize {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("kernels")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        text.lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some("#define") && w.next() == Some(name))
+                    .then(|| w.next().unwrap().parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("#define {name} not found in {}", path.display()))
+    }
+
+    #[test]
+    fn constants_match_the_kernel_sources() {
+        assert_eq!(
+            kernel_define("attention_varlen.cu", "ATTN_Q_TILE"),
+            ATTN_Q_TILE
+        );
+        assert_eq!(
+            kernel_define("attention_varlen.cu", "ATTN_THREADS"),
+            ATTN_THREADS as usize
+        );
+        assert_eq!(
+            kernel_define("common.cuh", "LN_MAX_PAIRS_PER_THREAD"),
+            LN_MAX_PAIRS_PER_THREAD
+        );
+    }
+
+    const LENGTHS: [u32; 12] = [1, 2, 31, 32, 33, 63, 64, 65, 127, 128, 129, 512];
+
+    fn cu_of(lengths: &[u32]) -> Vec<u32> {
+        std::iter::once(0)
+            .chain(lengths.iter().scan(0, |s, &l| {
+                *s += l;
+                Some(*s)
+            }))
+            .collect()
+    }
+
+    /// Every (pair, head, query) appears in exactly one work item, every item is valid for the kernel.
+    #[test]
+    fn work_lists_cover_every_query_once() {
+        let cu = cu_of(&LENGTHS);
+        for heads in [1, 2, 12] {
+            for mode in [Queries::All, Queries::ClsOnly] {
+                let work = attention_work(&cu, heads, mode);
+                let mut seen = std::collections::HashMap::new();
+                for &[p, h, q0, q1] in &work {
+                    let len = (cu[p as usize + 1] - cu[p as usize]) as i32;
+                    assert!(0 <= q0 && q0 < q1 && q1 <= len && (q1 - q0) as usize <= ATTN_Q_TILE);
+                    assert!(0 <= h && (h as usize) < heads);
+                    for q in q0..q1 {
+                        assert!(seen.insert((p, h, q), ()).is_none(), "({p},{h},{q}) twice");
+                    }
+                }
+                let want: usize = match mode {
+                    Queries::All => LENGTHS.iter().map(|&l| l as usize).sum::<usize>() * heads,
+                    Queries::ClsOnly => LENGTHS.len() * heads,
+                };
+                assert_eq!(seen.len(), want);
+                assert!(work.len() <= max_work_items(*cu.last().unwrap() as usize, heads));
+                if mode == Queries::ClsOnly {
+                    assert!(work.iter().all(|w| w[2] == 0 && w[3] == 1));
+                }
+            }
+        }
+        // Tiles: 512 tokens are 8 tiles of 64; 129 are 64 + 64 + 1.
+        let w = attention_work(&[0, 129], 1, Queries::All);
+        assert_eq!(w, vec![[0, 0, 0, 64], [0, 0, 64, 128], [0, 0, 128, 129]]);
+        // The longest pair is scheduled first.
+        assert_eq!(attention_work(&[0, 1, 101], 1, Queries::All)[0][0], 1);
+        assert!(attention_work(&[0], 4, Queries::All).is_empty());
+    }
+
+    #[test]
+    fn max_work_items_bounds_the_worst_batches() {
+        for lengths in [vec![1u32; 300], vec![64; 5], vec![65; 5], vec![512; 3]] {
+            let cu = cu_of(&lengths);
+            let t = *cu.last().unwrap() as usize;
+            assert!(attention_work(&cu, 12, Queries::All).len() <= max_work_items(t, 12));
+        }
+    }
+
+    #[test]
+    fn out_offsets_follow_the_mode() {
+        let cu = [0, 3, 4, 9];
+        assert_eq!(out_offsets(&cu, Queries::All), vec![0, 3, 4]);
+        assert_eq!(out_offsets(&cu, Queries::ClsOnly), vec![0, 1, 2]);
+    }
+
+    fn batch_of(lengths: &[u32]) -> RaggedBatch {
+        let pairs: Vec<crate::EncodedPair> = lengths
+            .iter()
+            .map(|&l| crate::EncodedPair {
+                input_ids: (0..l).map(|i| 100 + i).collect(),
+                token_type_ids: (0..l).map(|i| (i >= l / 2) as u32).collect(),
+            })
+            .collect();
+        RaggedBatch::from_pairs(&pairs)
+    }
+
+    #[test]
+    fn packed_batch_round_trips_and_is_aligned() {
+        let b = batch_of(&LENGTHS);
+        let mut packed = PackedBatch::default();
+        let lay = pack_batch(&b, 3, &mut packed).unwrap();
+        let d = &packed.data;
+        assert_eq!(d.len(), lay.total);
+        let t = b.num_tokens();
+        let n = b.num_pairs();
+        let get = |at: usize, len: usize| d[at..at + len].to_vec();
+        let as_i32 = |v: &[u32]| v.iter().map(|&x| x as i32).collect::<Vec<_>>();
+        assert_eq!(get(lay.input_ids, t), as_i32(&b.input_ids));
+        assert_eq!(get(lay.token_type_ids, t), as_i32(&b.token_type_ids));
+        assert_eq!(get(lay.position_ids, t), as_i32(&b.position_ids));
+        assert_eq!(get(lay.cu_seqlens, n + 1), as_i32(&b.cu_seqlens));
+        assert_eq!(get(lay.cls_offsets, n), (0..n as i32).collect::<Vec<_>>());
+        let flat = |w: Vec<WorkItem>| w.into_iter().flatten().collect::<Vec<_>>();
+        assert_eq!(
+            get(lay.work_all, 4 * lay.work_all_items),
+            flat(attention_work(&b.cu_seqlens, 3, Queries::All))
+        );
+        assert_eq!(
+            get(lay.work_cls, 4 * lay.work_cls_items),
+            flat(attention_work(&b.cu_seqlens, 3, Queries::ClsOnly))
+        );
+        let offsets = [
+            lay.input_ids,
+            lay.token_type_ids,
+            lay.position_ids,
+            lay.cu_seqlens,
+            lay.cls_offsets,
+        ];
+        for at in offsets
+            .into_iter()
+            .chain([lay.work_all, lay.work_cls, lay.total])
+        {
+            assert_eq!(at % 4, 0, "{lay:?}");
+        }
+        assert_eq!(
+            (
+                packed.max_input_id,
+                packed.max_token_type,
+                packed.max_position
+            ),
+            (100 + 511, 1, 511)
+        );
+        assert_eq!(packed.max_seqlen, 512);
+        assert!(lay.total <= IndexLayout::capacity(t, 3).total);
+
+        let mut bad = b.clone();
+        bad.cu_seqlens[2] = bad.cu_seqlens[1];
+        assert!(pack_batch(&bad, 3, &mut packed).is_err());
+        bad = b.clone();
+        bad.position_ids.pop();
+        assert!(pack_batch(&bad, 3, &mut packed).is_err());
+    }
+
+    /// The capacity layout is at least as large as the layout of any batch within the budget.
+    #[test]
+    fn capacity_layout_holds_every_batch() {
+        let budget = 600;
+        for lengths in [
+            vec![1u32; 600],
+            vec![600],
+            vec![64; 9],
+            vec![1, 599],
+            vec![3; 200],
+        ] {
+            let b = batch_of(&lengths);
+            let mut packed = PackedBatch::default();
+            let lay = pack_batch(&b, 12, &mut packed).unwrap();
+            assert!(
+                lay.total <= IndexLayout::capacity(budget, 12).total,
+                "{lengths:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn launch_shapes_and_preconditions() {
+        let ln = layernorm_launch(1000, 384).unwrap();
+        assert_eq!((ln.grid, ln.block), (1000, 128));
+        assert_eq!(layernorm_launch(3, 4096).unwrap().block, 128);
+        assert_eq!(layernorm_launch(3, 4098).unwrap().block, 256);
+        assert_eq!(layernorm_launch(3, 32768).unwrap().block, 1024);
+        assert!(layernorm_launch(3, 32770).is_err());
+        assert!(layernorm_launch(3, 383).is_err());
+        assert_eq!(layernorm_launch(0, 384).unwrap().grid, 0);
+
+        let e = elementwise_launch(1000, 1536, 132).unwrap();
+        assert_eq!(
+            (e.grid, e.block),
+            ((1000 * 768usize).div_ceil(256).min(132 * 8) as u32, 256)
+        );
+        assert_eq!(elementwise_launch(1, 2, 132).unwrap().grid, 1);
+        assert_eq!(elementwise_launch(0, 2, 132).unwrap().grid, 0);
+        assert!(elementwise_launch(1, 3, 132).is_err());
+        assert!(elementwise_launch(1 << 21, 1 << 10, 132).is_err());
+
+        let a = attention_launch(77, 32).unwrap();
+        assert_eq!((a.grid, a.block, a.shared_mem_bytes), (77, ATTN_THREADS, 0));
+        assert!(attention_launch(1, 48).is_err());
+        assert!(attention_launch(1, 64).is_ok());
+
+        let p = pooler_launch(5, 384).unwrap();
+        assert_eq!((p.grid, p.block, p.shared_mem_bytes), (5, 256, 1536));
+        assert!(pooler_launch(5, 13000).is_err());
+        assert!(pooler_launch(5, 7).is_err());
+
+        assert!(check_len("x", 9, 10).is_err() && check_len("x", 10, 10).is_ok());
+        assert!(check_aligned("x", 0x1010, 16).is_ok() && check_aligned("x", 0x1004, 16).is_err());
+    }
+
+    fn minilm() -> ModelConfig {
+        ModelConfig::from_json_str(
+            r#"{"model_type":"bert","hidden_size":384,"num_attention_heads":12,"num_hidden_layers":6,
+            "intermediate_size":1536,"max_position_embeddings":512,"type_vocab_size":2,"vocab_size":30522,
+            "num_labels":1}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn activation_sizes_follow_the_budget() {
+        let s = ActivationSizes::new(&minilm(), 16384);
+        assert_eq!(
+            (s.hidden, s.qkv, s.ffn, s.cls, s.logits),
+            (16384 * 384, 16384 * 1152, 16384 * 1536, 16384 * 384, 16384)
+        );
+        assert_eq!(s.index, IndexLayout::capacity(16384, 12).total);
+        // About 8.4 KiB per token of fp16 activations for MiniLM-L6, plus the index buffer.
+        assert_eq!(
+            2 * (s.hidden + s.qkv + s.ctx + s.proj + s.ffn + s.cls),
+            16384 * 2 * (7 * 384 + 1536)
+        );
+        assert!(s.total_bytes() < 200 << 20);
+    }
+
+    #[test]
+    fn weight_layout_is_aligned_disjoint_and_complete() {
+        let cfg = minilm();
+        let lay = WeightLayout::new(&cfg);
+        let entries = lay.entries();
+        assert_eq!(entries.len(), 5 + 12 * 6 + 4);
+        let mut end = 0;
+        for (name, s) in &entries {
+            assert_eq!((s.offset * 2) % WEIGHT_ALIGN_BYTES, 0, "{name}");
+            assert!(s.offset >= end, "{name} overlaps its predecessor");
+            end = s.offset + s.len;
+        }
+        assert!(end <= lay.total && lay.total - end < WEIGHT_ALIGN_BYTES / 2 + 1);
+        let params: usize = entries.iter().map(|e| e.1.len).sum();
+        // MiniLM-L6 cross-encoder: 22.7 M parameters.
+        assert_eq!(
+            params,
+            30522 * 384
+                + 512 * 384
+                + 2 * 384
+                + 2 * 384
+                + 6 * (4 * 384 * 384 + 2 * 384 * 1536 + 9 * 384 + 1536)
+                + 384 * 384
+                + 384
+                + 384
+                + 1
+        );
+        assert_eq!(entries[5].0, "encoder.layer.0.attention.self.qkv.weight");
+        assert_eq!(entries[5].1.len, 3 * 384 * 384);
+    }
+}
