@@ -26,21 +26,8 @@ add_bias_residual_layernorm_f16(const __half* x, const __half* bias, const __hal
     const int H2 = H >> 1;
 
     for (int row = blockIdx.x; row < rows; row += gridDim.x) {
-        const __half* xr = x + (size_t)row * H;
-        const __half* rr = residual + (size_t)row * H;
-
         float2 v[LN_MAX_PAIRS_PER_THREAD];
-#pragma unroll
-        for (int i = 0; i < LN_MAX_PAIRS_PER_THREAD; ++i) {
-            const int c = threadIdx.x + i * blockDim.x;
-            v[i] = make_float2(0.0f, 0.0f);
-            if (c < H2) {
-                const float2 a = load_half2(xr + 2 * c);
-                const float2 b = load_half2(bias + 2 * c);
-                const float2 r = load_half2(rr + 2 * c);
-                v[i] = make_float2(a.x + b.x + r.x, a.y + b.y + r.y);
-            }
-        }
+        load_sum3_pairs(v, x + (size_t)row * H, bias, residual + (size_t)row * H, H2);
         layernorm_pairs_store(v, gamma, beta, out + (size_t)row * H, H, eps, scratch);
     }
 }

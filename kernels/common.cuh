@@ -58,6 +58,23 @@ __device__ __forceinline__ float gelu_erf(float v) {
     return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
 }
 
+// a + b + c of three fp16 rows of length 2 * H2, summed in fp32 in that order, as float2 pairs in the
+// layout layernorm_pairs_store expects; pairs past H2 are zero.
+__device__ __forceinline__ void load_sum3_pairs(float2 (&v)[LN_MAX_PAIRS_PER_THREAD], const __half* a,
+                                                const __half* b, const __half* c, int H2) {
+#pragma unroll
+    for (int i = 0; i < LN_MAX_PAIRS_PER_THREAD; ++i) {
+        const int k = threadIdx.x + i * blockDim.x;
+        v[i] = make_float2(0.0f, 0.0f);
+        if (k < H2) {
+            const float2 x = load_half2(a + 2 * k);
+            const float2 y = load_half2(b + 2 * k);
+            const float2 z = load_half2(c + 2 * k);
+            v[i] = make_float2(x.x + y.x + z.x, x.y + y.y + z.y);
+        }
+    }
+}
+
 // LayerNorm of one row held as float2 pairs (see contract above); writes gamma * (v - mean) * rstd + beta
 // as fp16 to out_row. Statistics are two-pass over the held values, in fp32. All threads must call it.
 __device__ __forceinline__ void layernorm_pairs_store(const float2 (&v)[LN_MAX_PAIRS_PER_THREAD],

@@ -26,22 +26,9 @@ embed_layernorm_f16(const int* input_ids, const int* token_type_ids, const int* 
     const int H2 = H >> 1;
 
     for (int row = blockIdx.x; row < T; row += gridDim.x) {
-        const __half* w = word_emb + (size_t)input_ids[row] * H;
-        const __half* p = pos_emb + (size_t)position_ids[row] * H;
-        const __half* y = type_emb + (size_t)token_type_ids[row] * H;
-
         float2 v[LN_MAX_PAIRS_PER_THREAD];
-#pragma unroll
-        for (int i = 0; i < LN_MAX_PAIRS_PER_THREAD; ++i) {
-            const int c = threadIdx.x + i * blockDim.x;
-            v[i] = make_float2(0.0f, 0.0f);
-            if (c < H2) {
-                const float2 a = load_half2(w + 2 * c);
-                const float2 b = load_half2(p + 2 * c);
-                const float2 d = load_half2(y + 2 * c);
-                v[i] = make_float2(a.x + b.x + d.x, a.y + b.y + d.y);
-            }
-        }
+        load_sum3_pairs(v, word_emb + (size_t)input_ids[row] * H, pos_emb + (size_t)position_ids[row] * H,
+                        type_emb + (size_t)token_type_ids[row] * H, H2);
         layernorm_pairs_store(v, gamma, beta, out + (size_t)row * H, H, eps, scratch);
     }
 }

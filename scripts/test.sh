@@ -9,6 +9,8 @@ bash scripts/fixtures.sh --cuda-compilers
 
 # The kernels must compile (NVRTC + ptxas, sm_80 and sm_90) with zero spills.
 XENC_CUDA_PY=$CACHE/cuda-venv/bin/python bash scripts/check-kernels.sh
+# ... and compute what they should: each kernel emulated on the CPU against a float64 reference.
+bash dev/kernel-emulator/run.sh
 
 # Let build.rs compile the kernels to cubins with the same NVRTC.
 eval "$("$CACHE/cuda-venv/bin/python" scripts/cuda_env.py)"

@@ -1,0 +1,165 @@
+#include <thread>
+#include <cstdio>
+#include <random>
+#include <functional>
+#include "cuda_fp16.h"  // shim/cuda_fp16.h: the emulation layer
+thread_local dim3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+EmuBlock* emu;
+alignas(16) static float dyn_smem[1 << 14];
+#include "common.cuh"
+#include "gen/embed_layernorm.cu"
+#include "gen/add_bias_layernorm.cu"
+#include "gen/bias_gelu.cu"
+#include "gen/gather_rows.cu"
+#include "gen/pooler_classifier.cu"
+#include "gen/attention_varlen.cu"
+
+void launch(unsigned grid, unsigned block, const std::function<void()>& f) {
+    blockDim.x = block; gridDim.x = grid;
+    for (unsigned b = 0; b < grid; ++b) {
+        EmuBlock e; e.block = std::make_unique<std::barrier<>>(block);
+        for (unsigned w = 0; w < (block + 31) / 32; ++w) e.warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, block - 32 * w)));
+        e.slots.assign(block, 0.f); emu = &e;
+        std::vector<std::thread> th;
+        for (unsigned t = 0; t < block; ++t) th.emplace_back([&, t, b] { threadIdx.x = t; blockIdx.x = b; f(); });
+        for (auto& x : th) x.join();
+    }
+}
+
+std::mt19937 rng(1234);
+std::vector<__half> rand_h(size_t n, float sc = 1.f, float off = 0.f) {
+    std::normal_distribution<float> d(0, 1); std::vector<__half> v(n);
+    for (auto& x : v) x = __float2half(off + sc * d(rng)); return v;
+}
+float F(__half h) { return __half2float(h); }
+int fails = 0;
+void report(const char* name, double maxerr, double tol) {
+    printf("%-48s max_abs_err %.3e  tol %.1e  %s\n", name, maxerr, tol, maxerr <= tol ? "ok" : "FAIL");
+    if (!(maxerr <= tol)) ++fails;
+}
+void ln_ref(std::vector<double>& v, const __half* g, const __half* b, double eps) {
+    double m = 0; for (double x : v) m += x; m /= v.size();
+    double q = 0; for (double x : v) q += (x - m) * (x - m); q /= v.size();
+    for (size_t i = 0; i < v.size(); ++i) v[i] = (v[i] - m) / std::sqrt(q + eps) * F(g[i]) + F(b[i]);
+}
+
+void test_embed(int T, int H, unsigned block, unsigned grid) {
+    int V = 50, P = 40, TV = 2;
+    auto we = rand_h((size_t)V * H), pe = rand_h((size_t)P * H), te = rand_h((size_t)TV * H), g = rand_h(H, .2f, 1.f), b = rand_h(H, .2f);
+    std::vector<int> ids(T), tt(T), pos(T);
+    for (int t = 0; t < T; ++t) { ids[t] = rng() % V; tt[t] = rng() % TV; pos[t] = rng() % P; }
+    std::vector<__half> out((size_t)T * H, __float2half(-777.f));
+    launch(grid, block, [&] { embed_layernorm_f16(ids.data(), tt.data(), pos.data(), we.data(), pe.data(), te.data(), g.data(), b.data(), out.data(), T, H, 1e-12f); });
+    double err = 0;
+    for (int t = 0; t < T; ++t) {
+        std::vector<double> v(H);
+        for (int c = 0; c < H; ++c) v[c] = (double)F(we[(size_t)ids[t] * H + c]) + F(pe[(size_t)pos[t] * H + c]) + F(te[(size_t)tt[t] * H + c]);
+        ln_ref(v, g.data(), b.data(), 1e-12);
+        for (int c = 0; c < H; ++c) err = std::max(err, std::abs(v[c] - F(out[(size_t)t * H + c])) / std::max(1.0, std::abs(v[c])));
+    }
+    char nm[128]; snprintf(nm, 128, "embed_layernorm T=%d H=%d block=%u grid=%u", T, H, block, grid); report(nm, err, 1e-3);
+}
+
+void test_ln(int rows, int H, unsigned block, unsigned grid, bool inplace) {
+    auto x = rand_h((size_t)rows * H, 3.f), bias = rand_h(H), res = rand_h((size_t)rows * H, 2.f, 5.f), g = rand_h(H, .2f, 1.f), b = rand_h(H, .2f);
+    auto res0 = res;
+    std::vector<__half> outbuf((size_t)rows * H, __float2half(-777.f));
+    __half* out = inplace ? res.data() : outbuf.data();
+    launch(grid, block, [&] { add_bias_residual_layernorm_f16(x.data(), bias.data(), res.data(), g.data(), b.data(), out, rows, H, 1e-5f); });
+    double err = 0;
+    for (int r = 0; r < rows; ++r) {
+        std::vector<double> v(H);
+        for (int c = 0; c < H; ++c) v[c] = (double)F(x[(size_t)r * H + c]) + F(bias[c]) + F(res0[(size_t)r * H + c]);
+        ln_ref(v, g.data(), b.data(), 1e-5);
+        for (int c = 0; c < H; ++c) err = std::max(err, std::abs(v[c] - F(out[(size_t)r * H + c])) / std::max(1.0, std::abs(v[c])));
+    }
+    char nm[128]; snprintf(nm, 128, "add_bias_residual_layernorm rows=%d H=%d b=%u g=%u %s", rows, H, block, grid, inplace ? "inplace" : ""); report(nm, err, 1e-3);
+}
+
+void test_gelu(int rows, int N, unsigned block, unsigned grid) {
+    auto x = rand_h((size_t)rows * N, 2.f), bias = rand_h(N), x0 = x;
+    launch(grid, block, [&] { bias_gelu_f16(x.data(), bias.data(), rows, N); });
+    double err = 0;
+    for (int r = 0; r < rows; ++r) for (int c = 0; c < N; ++c) {
+        double v = (double)F(x0[(size_t)r * N + c]) + F(bias[c]);
+        double ref = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+        err = std::max(err, std::abs(ref - F(x[(size_t)r * N + c])) / std::max(1.0, std::abs(ref)));
+    }
+    char nm[128]; snprintf(nm, 128, "bias_gelu rows=%d N=%d b=%u g=%u", rows, N, block, grid); report(nm, err, 1e-3);
+}
+
+void test_gather(int nsrc, int n, int H, unsigned block, unsigned grid) {
+    auto src = rand_h((size_t)nsrc * H); std::vector<int> rows(n); for (auto& r : rows) r = rng() % nsrc;
+    std::vector<__half> dst((size_t)n * H);
+    launch(grid, block, [&] { gather_rows_f16(src.data(), rows.data(), dst.data(), n, H); });
+    double err = 0;
+    for (int i = 0; i < n; ++i) for (int c = 0; c < H; ++c) err = std::max(err, (double)std::abs(F(dst[(size_t)i * H + c]) - F(src[(size_t)rows[i] * H + c])));
+    char nm[128]; snprintf(nm, 128, "gather_rows n=%d H=%d b=%u g=%u", n, H, block, grid); report(nm, err, 0);
+}
+
+void test_pool(int n, int H, int L, unsigned block, unsigned grid) {
+    auto x = rand_h((size_t)n * H), wp = rand_h((size_t)H * H, 0.05f), bp = rand_h(H, 0.1f), wc = rand_h((size_t)L * H, 0.1f), bc = rand_h(L);
+    std::vector<float> logits((size_t)n * L, -777.f);
+    launch(grid, block, [&] { pooler_classifier_f16(x.data(), wp.data(), bp.data(), wc.data(), bc.data(), logits.data(), n, H, L); });
+    double err = 0;
+    for (int p = 0; p < n; ++p) {
+        std::vector<double> pooled(H);
+        for (int j = 0; j < H; ++j) { double a = F(bp[j]); for (int k = 0; k < H; ++k) a += (double)F(wp[(size_t)j * H + k]) * F(x[(size_t)p * H + k]); pooled[j] = std::tanh(a); }
+        for (int l = 0; l < L; ++l) { double a = F(bc[l]); for (int j = 0; j < H; ++j) a += (double)F(wc[(size_t)l * H + j]) * pooled[j]; err = std::max(err, std::abs(a - logits[(size_t)p * L + l])); }
+    }
+    char nm[128]; snprintf(nm, 128, "pooler_classifier n=%d H=%d L=%d b=%u g=%u", n, H, L, block, grid); report(nm, err, 1e-4);
+}
+
+void test_attn(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, bool random_tiles = false) {
+    int n = lens.size(); std::vector<int> cu(n + 1, 0); for (int i = 0; i < n; ++i) cu[i + 1] = cu[i] + lens[i];
+    int T = cu[n], H = heads * D;
+    auto qkv = rand_h((size_t)T * 3 * H, qk_scale);
+    std::vector<int> outoff(n); std::vector<int4> work;
+    for (int p = 0; p < n; ++p) {
+        outoff[p] = cls_only ? p : cu[p];
+        for (int h = 0; h < heads; ++h) {
+            if (cls_only) { work.push_back({p, h, 0, 1}); continue; }
+            for (int q0 = 0; q0 < lens[p];) { int step = random_tiles ? 1 + rng() % ATTN_Q_TILE : ATTN_Q_TILE; work.push_back({p, h, q0, std::min(lens[p], q0 + step)}); q0 += step; }
+        }
+    }
+    std::shuffle(work.begin(), work.end(), rng);
+    int out_rows = cls_only ? n : T;
+    std::vector<__half> ctx((size_t)out_rows * H, __float2half(-777.f));
+    float scale = 1.0f / std::sqrt((float)D);
+    unsigned grid = work.size() + 3;  // extra blocks must be no-ops
+    launch(grid, ATTN_THREADS, [&] {
+        if (D == 32) attention_varlen_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), (int)work.size(), heads, scale);
+        else attention_varlen_hd64_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), (int)work.size(), heads, scale);
+    });
+    double err = 0;
+    for (int p = 0; p < n; ++p) for (int h = 0; h < heads; ++h) for (int q = 0; q < (cls_only ? 1 : lens[p]); ++q) {
+        const __half* qr = &qkv[(size_t)(cu[p] + q) * 3 * H + h * D];
+        std::vector<double> s(lens[p]); double mx = -1e300;
+        for (int k = 0; k < lens[p]; ++k) { const __half* kr = &qkv[(size_t)(cu[p] + k) * 3 * H + H + h * D]; double d = 0; for (int i = 0; i < D; ++i) d += (double)F(qr[i]) * F(kr[i]); s[k] = d * scale; mx = std::max(mx, s[k]); }
+        double sum = 0; for (auto& v : s) { v = std::exp(v - mx); sum += v; }
+        for (int i = 0; i < D; ++i) {
+            double o = 0; for (int k = 0; k < lens[p]; ++k) o += s[k] * F(qkv[(size_t)(cu[p] + k) * 3 * H + 2 * H + h * D + i]);
+            o /= sum;
+            err = std::max(err, std::abs(o - F(ctx[(size_t)(outoff[p] + q) * H + h * D + i])) / std::max(1.0, std::abs(o)));
+        }
+    }
+    int bad = 0; for (auto& c : ctx) if (F(c) == -777.f) ++bad;  // every output element written exactly by design
+    char nm[160]; snprintf(nm, 160, "attention hd%d n=%d T=%d heads=%d %s qk_scale=%g unwritten=%d", D, n, T, heads, cls_only ? "CLS" : "full", qk_scale, bad);
+    report(nm, bad ? 1.0 : err, 2e-3);
+}
+
+int main() {
+    test_embed(5, 384, 128, 5); test_embed(7, 1024, 32, 3); test_embed(3, 2, 32, 3); test_embed(4, 770, 256, 2);
+    test_ln(6, 384, 128, 6, false); test_ln(6, 384, 128, 2, true); test_ln(3, 1024, 1024, 3, true); test_ln(5, 1022, 32, 7, false);
+    test_gelu(7, 1536, 256, 3); test_gelu(3, 6, 64, 100);
+    test_gather(20, 9, 384, 128, 4); test_gather(5, 3, 2, 32, 1);
+    test_pool(3, 384, 1, 256, 2); test_pool(4, 66, 3, 64, 4); test_pool(2, 1024, 2, 1024, 1);
+    std::vector<int> lens = {1, 2, 63, 64, 65, 127, 128, 129, 200, 17};
+    for (int D : {32, 64}) {
+        test_attn(D, lens, 2, false, 1.f); test_attn(D, lens, 3, true, 1.f);
+        test_attn(D, {512, 1, 300, 511}, 1, false, 4.f); test_attn(D, {512, 5, 77}, 2, true, 4.f); test_attn(D, {300, 1, 64, 129}, 2, false, 2.f, true);
+    }
+    printf("%s (%d failures)\n", fails ? "FAILED" : "ALL OK", fails);
+    return fails != 0;
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every kernel of kernels/ on the CPU (one OS thread per CUDA thread, real block barriers and warp
+# shuffles, fp16 as _Float16) against float64 references, on ragged lengths 1..512, both head_dims,
+# [CLS]-only attention, in-place LayerNorm and grids smaller or larger than the work. Needs g++ (C++20).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+mkdir -p "$out/gen"
+for f in "$root"/kernels/*.cu; do
+    # Dynamic shared memory becomes a static buffer of the emulator.
+    sed 's/extern __shared__ float pooled\[\];/float* pooled = dyn_smem;/' "$f" >"$out/gen/$(basename "$f")"
+done
+g++ -std=c++20 -O2 -fno-strict-aliasing -pthread -I"$here/shim" -I"$root/kernels" -I"$out" -w \
+    "$here/emu.cpp" -o "$out/emu"
+"$out/emu"
