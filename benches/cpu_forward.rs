@@ -24,14 +24,7 @@ fn cpu_forward(c: &mut Criterion) {
         .device(Device::Cpu)
         .build()
         .unwrap();
-    let words = xenc::bench::words_from_vocab(
-        model
-            .tokenizer()
-            .vocab()
-            .iter()
-            .map(|(w, &id)| (w.as_str(), id)),
-    );
-    let pairs = xenc::bench::generate_pairs(&words, 64, 42);
+    let pairs = xenc::bench::generate_with(model.tokenizer(), 64, 42);
     let encoded = model.tokenizer().encode_pairs(&pairs).unwrap();
 
     let mut group = c.benchmark_group("cpu_forward");

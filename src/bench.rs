@@ -48,6 +48,17 @@ pub fn words_from_vocab<'a>(vocab: impl IntoIterator<Item = (&'a str, u32)>) -> 
     words.into_iter().map(|(_, w)| w.to_string()).collect()
 }
 
+/// [`generate_pairs`] from the words of `tokenizer`'s vocabulary.
+pub fn generate_with(
+    tokenizer: &crate::tokenize::PairTokenizer,
+    n: usize,
+    seed: u64,
+) -> Vec<(String, String)> {
+    let vocab = tokenizer.vocab();
+    let words = words_from_vocab(vocab.iter().map(|(w, &id)| (w.as_str(), id)));
+    generate_pairs(&words, n, seed)
+}
+
 /// `n` pairs shaped like reranking traffic: queries of 5–20 words; documents around 80 words
 /// (log-normal) with a long tail to ~500 (1 in 20 is 200–500 words). Most vocabulary words are one
 /// token, so word counts approximate token counts.

@@ -118,8 +118,8 @@ impl ModelArgs {
     }
 }
 
-/// Pairs scored per call, so a long input shows progress.
-const CHUNK: usize = 4096;
+/// Pairs scored per call, so a long input shows progress (each call still packs ~16k-token batches).
+const CHUNK: usize = 1024;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -175,14 +175,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             xenc::io::parse_pairs(&lines, &source)?
         }
         None => {
-            let words = xenc::bench::words_from_vocab(
-                model
-                    .tokenizer()
-                    .vocab()
-                    .iter()
-                    .map(|(w, &id)| (w.as_str(), id)),
-            );
-            xenc::bench::generate_pairs(&words, args.generate.unwrap_or(2000), args.seed)
+            xenc::bench::generate_with(model.tokenizer(), args.generate.unwrap_or(2000), args.seed)
         }
     };
     if let Some(path) = &args.write_pairs {
@@ -323,6 +316,7 @@ fn progress_bar(len: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} pairs  {per_sec}  eta {eta}")
             .expect("static template"),
