@@ -157,6 +157,10 @@ fn layernorm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 /// Ragged self-attention. `qkv` is `[T, 3H]`, each row Q | K | V with head `h` at columns
 /// `h·head_dim ..` of each part; pair p owns rows `cu_seqlens[p] .. cu_seqlens[p + 1]` and attends to
 /// those rows only. `ctx` gets `softmax(q·Kᵀ/√d)·V` per head, at the rows `queries` says.
+///
+/// Work is one (pair, head) at a time, spread over threads: scores `S = Q·Kᵀ` for that pair and head
+/// only (`len_q × len`, never T×T), an exact row softmax in fp32, then `P·V` written straight into the
+/// head's columns of `ctx`. Both products are GEMMs reading Q, K and V in place through strides.
 pub fn attention_varlen(
     qkv: &[f32],
     ctx: &mut [f32],
@@ -169,54 +173,108 @@ pub fn attention_varlen(
     let stride = 3 * hidden;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let n = cu_seqlens.len() - 1;
+    let t = cu_seqlens[n] as usize;
+    let out_rows = match queries {
+        Queries::All => t,
+        Queries::ClsOnly => n,
+    };
+    assert!(qkv.len() >= t * stride && ctx.len() >= out_rows * hidden);
+    let ctx_ptr = SharedOut(ctx.as_mut_ptr());
 
-    // Carve ctx into one disjoint chunk of output rows per pair.
-    let mut chunks = Vec::with_capacity(n);
-    let mut rest = ctx;
-    for p in 0..n {
-        let rows = match queries {
-            Queries::All => (cu_seqlens[p + 1] - cu_seqlens[p]) as usize,
-            Queries::ClsOnly => 1,
-        };
-        let (chunk, tail) = rest.split_at_mut(rows * hidden);
-        chunks.push((p, chunk));
-        rest = tail;
-    }
-
-    chunks.into_par_iter().for_each(|(p, out)| {
-        let start = cu_seqlens[p] as usize;
-        let len = cu_seqlens[p + 1] as usize - start;
-        let rows = &qkv[start * stride..(start + len) * stride];
-        let mut scores = vec![0f32; len];
-        for (qi, out_row) in out.chunks_exact_mut(hidden).enumerate() {
-            let q_row = &rows[qi * stride..];
-            for h in 0..num_heads {
-                let off = h * head_dim;
-                let q = &q_row[off..off + head_dim];
-                let mut max = f32::NEG_INFINITY;
-                for (j, s) in scores.iter_mut().enumerate() {
-                    let k = &rows[j * stride + hidden + off..][..head_dim];
-                    *s = scale * q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>();
-                    max = max.max(*s);
-                }
+    let items: Vec<(usize, usize)> = (0..n)
+        .flat_map(|p| (0..num_heads).map(move |h| (p, h)))
+        .collect();
+    items
+        .into_par_iter()
+        .for_each_init(Vec::new, |scores: &mut Vec<f32>, (p, h)| {
+            let start = cu_seqlens[p] as usize;
+            let len = cu_seqlens[p + 1] as usize - start;
+            let (len_q, out_row) = match queries {
+                Queries::All => (len, start),
+                Queries::ClsOnly => (1, p),
+            };
+            let q = &qkv[start * stride + h * head_dim..];
+            let k = &q[hidden..];
+            let v = &q[2 * hidden..];
+            scores.clear();
+            scores.resize(len_q * len, 0.0);
+            // SAFETY (both calls): every index stays inside qkv (rows start..start+len, columns of head h
+            // of Q, K, V) and inside `scores`; the destination of the second is rows out_row..+len_q,
+            // columns h·d..(h+1)·d of ctx, which no other (pair, head) item writes.
+            unsafe {
+                // S = scale · Q·Kᵀ: lhs Q [len_q, d] (row stride 3H), rhs Kᵀ [d, len] (column stride 3H).
+                gemm::gemm(
+                    len_q,
+                    len,
+                    head_dim,
+                    scores.as_mut_ptr(),
+                    1,
+                    len as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    stride as isize,
+                    k.as_ptr(),
+                    stride as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            for row in scores.chunks_exact_mut(len) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
                 let mut sum = 0f32;
-                for s in scores.iter_mut() {
+                for s in row.iter_mut() {
                     *s = (*s - max).exp();
                     sum += *s;
                 }
-                let o = &mut out_row[off..off + head_dim];
-                o.fill(0.0);
-                for (j, s) in scores.iter().enumerate() {
-                    let v = &rows[j * stride + 2 * hidden + off..][..head_dim];
-                    for (acc, v) in o.iter_mut().zip(v) {
-                        *acc += s * v;
-                    }
-                }
                 let inv = 1.0 / sum;
-                o.iter_mut().for_each(|x| *x *= inv);
+                row.iter_mut().for_each(|s| *s *= inv);
             }
-        }
-    });
+            unsafe {
+                // ctx rows = P·V: lhs P [len_q, len], rhs V [len, d] (row stride 3H).
+                gemm::gemm(
+                    len_q,
+                    head_dim,
+                    len,
+                    ctx_ptr.at(out_row * hidden + h * head_dim),
+                    1,
+                    hidden as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    len as isize,
+                    v.as_ptr(),
+                    1,
+                    stride as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
+}
+
+/// The output of `attention_varlen`, written by many threads at disjoint (rows, head columns).
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: each work item writes only its own (pair rows, head columns) block; see attention_varlen.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// # Safety
+    /// `offset` must lie inside the buffer.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
+    }
 }
 
 /// `dst[i] = src[rows[i]]`, rows of width `h`.
@@ -339,7 +397,12 @@ mod tests {
         attention_varlen(&qkv, &mut cls, &cu, Queries::ClsOnly, heads, d);
         for p in 0..3 {
             let r = cu[p] as usize;
-            assert_eq!(&cls[p * hidden..][..hidden], &full[r * hidden..][..hidden]);
+            for (a, b) in cls[p * hidden..][..hidden]
+                .iter()
+                .zip(&full[r * hidden..][..hidden])
+            {
+                assert!((a - b).abs() <= 1e-6, "pair {p}: {a} vs {b}");
+            }
         }
         // Each ctx row is a convex combination of its own pair's V rows: within their range.
         for p in 0..3 {
