@@ -2,6 +2,7 @@
 //! fallback where there is no GPU and the reference the GPU path is checked against.
 
 pub mod ops;
+mod vmath;
 
 use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;

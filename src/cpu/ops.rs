@@ -108,18 +108,10 @@ pub fn linear(
     }
 }
 
-/// `x = gelu(x + bias)` in place, exact erf form; x is `[rows, n]`.
+/// `x = gelu(x + bias)` in place, the erf form (vectorised, see `vmath`); x is `[rows, n]`.
 pub fn bias_gelu(x: &mut [f32], bias: &[f32], n: usize) {
-    x.par_chunks_mut(n).for_each(|row| {
-        for (v, b) in row.iter_mut().zip(bias) {
-            *v = gelu_erf(*v + b);
-        }
-    });
-}
-
-#[inline]
-pub fn gelu_erf(v: f32) -> f32 {
-    0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2))
+    x.par_chunks_mut(n)
+        .for_each(|row| super::vmath::bias_gelu_in_place(row, bias));
 }
 
 /// `residual = LayerNorm(x + bias + residual)` row by row; the kernel twin writes `out`, which may
@@ -227,12 +219,9 @@ pub fn attention_varlen(
             }
             for row in scores.chunks_exact_mut(len) {
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                let mut sum = 0f32;
-                for s in row.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|s| *s -= max);
+                super::vmath::exp_in_place(row);
+                let inv = 1.0 / row.iter().sum::<f32>();
                 row.iter_mut().for_each(|s| *s *= inv);
             }
             unsafe {
@@ -422,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn layernorm_and_gelu_match_their_definitions() {
+    fn layernorm_and_bias_gelu_match_their_definitions() {
         let h = 6;
         let x = vec![0.5f32, -1.0, 2.0, 0.0, 3.0, -0.5];
         let mut r = vec![1.0f32; h];
@@ -436,13 +425,16 @@ mod tests {
             let want = (v[j] - mean) / var.sqrt() * 2.0 + 0.5;
             assert!((r[j] as f64 - want).abs() < 1e-5);
         }
-        // erf-GELU against its definition in f64.
-        for v in [-6.0f64, -3.0, -1.0, -0.1, 0.0, 0.5, 1.0, 2.5, 8.0] {
+        // bias + erf-GELU row by row, against its definition in f64.
+        let n = 4;
+        let mut x = vec![-6.0f32, -1.0, 0.0, 2.5, 0.5, -0.1, 1.0, 8.0];
+        let bias = [0.5f32, -0.5, 0.0, 1.0];
+        let before = x.clone();
+        bias_gelu(&mut x, &bias, n);
+        for (i, (g, v)) in x.iter().zip(&before).enumerate() {
+            let v = (*v + bias[i % n]) as f64;
             let want = 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2));
-            assert!(
-                (gelu_erf(v as f32) as f64 - want).abs() < 1e-6 * (1.0 + want.abs()),
-                "{v}"
-            );
+            assert!((*g as f64 - want).abs() < 1e-6 * (1.0 + want.abs()), "{v}");
         }
     }
 }
