@@ -2,7 +2,7 @@
 # xenc against the baselines (ONNX Runtime, sentence-transformers) on the same pairs, in one run;
 # prints one Markdown table.
 #
-#   scripts/bench-compare.sh [--device cpu|cuda] [--input PAIRS.jsonl | --generate N] [--threads N]
+#   scripts/bench-compare.sh [--device cpu|cuda] [--input PAIRS.jsonl | --generate N | --prose N] [--threads N]
 #                            [--model DIR] [--seed S] [--repeats R] [--warmup-s S] [--batch-size B]
 #                            [--rerank-runs N] [--engines ort,st] [--raw FILE]
 #
@@ -10,6 +10,8 @@
 #              sentence-transformers fp16)
 # --input      JSON Lines {"query", "document"}; default: --generate N (N = 128 on cpu, 20000 on cuda),
 #              written by `xenc bench --generate N --seed S --write-pairs FILE`
+# --prose N    N pairs of real prose: the ordinary pairs of tests/golden/pairs.jsonl (relevant, irrelevant,
+#              hard negatives, short documents; no edge cases, no long documents; ~93 tokens per pair), cycled
 # --threads    CPU threads of every engine (default: nproc)
 # --model      checkpoint dir (default: $XENC_TEST_MODEL, else $HOME/.cache/xenc/test-model/f32)
 # --repeats    timed passes per measurement, median reported (default 3 on cpu, 5 on cuda); --warmup-s:
@@ -30,7 +32,7 @@ CACHE=${XENC_CACHE:-$HOME/.cache/xenc}
 COMMAND="$(printf '%q ' "$0" "$@")"
 COMMAND=${COMMAND% }
 
-DEVICE=cpu INPUT="" GENERATE="" THREADS="" SEED=42 REPEATS="" WARMUP=2 BATCH=32 ENGINES=ort,st RAW="" RERANK_RUNS=""
+DEVICE=cpu INPUT="" GENERATE="" PROSE="" THREADS="" SEED=42 REPEATS="" WARMUP=2 BATCH=32 ENGINES=ort,st RAW="" RERANK_RUNS=""
 MODEL=${XENC_TEST_MODEL:-$CACHE/test-model/f32}
 usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "error: $1 needs a value" >&2; exit 2; }; }
@@ -39,6 +41,7 @@ while [[ $# -gt 0 ]]; do
         --device) need "$@"; DEVICE=$2; shift 2 ;;
         --input) need "$@"; INPUT=$2; shift 2 ;;
         --generate) need "$@"; GENERATE=$2; shift 2 ;;
+        --prose) need "$@"; PROSE=$2; shift 2 ;;
         --threads) need "$@"; THREADS=$2; shift 2 ;;
         --model) need "$@"; MODEL=$2; shift 2 ;;
         --seed) need "$@"; SEED=$2; shift 2 ;;
@@ -101,7 +104,20 @@ NOTES=$WORK/notes.txt
 [[ -z "${BUILD_NOTE:-}" ]] || echo "$BUILD_NOTE" >> "$NOTES"
 
 # ---- the pairs -----------------------------------------------------------------------------------------
-if [[ -z "$INPUT" ]]; then
+if [[ -n "$PROSE" ]]; then
+    INPUT=$WORK/pairs.jsonl
+    "$RENDER_PY" - "$REPO/tests/golden/pairs.jsonl" "$PROSE" "$INPUT" <<'EOF'
+import json, sys
+keep = ("relevant:", "irrelevant:", "hard negative", "partially relevant", "short doc")
+src = [r for r in (json.loads(l) for l in open(sys.argv[1], encoding="utf-8") if l.strip())
+       if r["note"].startswith(keep)]
+with open(sys.argv[3], "w", encoding="utf-8") as f:
+    for i in range(int(sys.argv[2])):
+        r = src[i % len(src)]
+        f.write(json.dumps({"query": r["query"], "document": r["document"]}) + "\n")
+EOF
+    echo "pairs: $PROSE pairs of prose (the ordinary pairs of tests/golden/pairs.jsonl, cycled)" >> "$NOTES"
+elif [[ -z "$INPUT" ]]; then
     INPUT=$WORK/pairs.jsonl
     if ! "$BIN" bench --model "$MODEL" --generate "$GENERATE" --seed "$SEED" --write-pairs "$INPUT" >&2 \
         || [[ ! -s "$INPUT" ]]; then
@@ -144,6 +160,28 @@ else
     say "xenc bench failed:"; tail -5 "$WORK/xenc.err" >&2
     echo "xenc: bench failed ($(tail -1 "$WORK/xenc.err"))" >> "$NOTES"
 fi
+
+# The CLI as a user runs it: one whole process per pass (load the checkpoint, tokenise, score, print).
+say "xenc score as a whole process"
+"$RENDER_PY" - "$BIN" "$MODEL" "$DEVICE" "$THREADS" "$INPUT" "$REPEATS" "$ROWS" <<'EOF' || say "xenc score failed"
+import json, statistics, subprocess, sys, time
+binary, model, device, threads, pairs, repeats, rows = sys.argv[1:8]
+cmd = [binary, "score", "--model", model, "--device", device, "--threads", threads, "--input", pairs]
+xenc = [json.loads(l) for l in open(rows) if '"xenc"' in l and '"end_to_end"' in l]
+times = []
+for i in range(int(repeats) + 1):  # the first pass warms the page cache and is not counted
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    if i:
+        times.append(time.perf_counter() - t)
+secs = statistics.median(times)
+n = sum(1 for l in open(pairs) if l.strip())
+tokens = xenc[0]["tokens"] if xenc else None
+print(json.dumps({"engine": "xenc", "device": device, "measure": "cli_process", "pairs": n,
+                  "tokens": tokens, "seconds": secs, "pairs_per_s": n / secs,
+                  "tokens_per_s": tokens / secs if tokens else None, "threads": int(threads),
+                  "includes": "whole process: model load, tokenisation, scoring, output"}), file=open(rows, "a"))
+EOF
 
 # ---- baselines -----------------------------------------------------------------------------------------
 engine_check() {  # prints why the engine cannot run here, or nothing
@@ -235,6 +273,13 @@ for r in rows:
         print(f"\nxenc rerank 1 query x 50 documents: p50 {r.get('p50_ms', 0):.1f} ms, p99 {r.get('p99_ms', 0):.1f} ms")
     if r.get("engine") == "xenc" and r.get("measure") == "peak_memory" and r.get("host_peak_rss_mib"):
         print(f"xenc peak host memory: {r['host_peak_rss_mib']:.0f} MiB")
+cli = xenc.get("cli_process")
+ort_e2e = next((r for r in rows if r.get("engine") == "onnxruntime" and r.get("measure") == "end_to_end"), None)
+if cli:
+    line = f"\nxenc CLI as a whole process (`xenc score`: model load, tokenisation, scoring, output): {cli['pairs_per_s']:.1f} pairs/s"
+    if ort_e2e:
+        line += f", {cli['pairs_per_s'] / ort_e2e['pairs_per_s']:.2f}x ONNX Runtime end-to-end (its session creation excluded)"
+    print(line)
 if not xenc:
     print("\n(no xenc rows: see the notes above)")
 EOF

@@ -210,31 +210,31 @@ fn bench(args: BenchArgs) -> Result<()> {
             .unwrap()
             .extend(extra.as_object().cloned().unwrap_or_default());
         if args.json {
-            println!("{v}");
+            out(v)
         } else {
-            println!(
+            out(format!(
                 "{measure:<12} {n:>7} pairs {t:>9} tokens  {:>10.1} pairs/s {:>12.0} tokens/s  {extra}",
                 n as f64 / secs,
                 t as f64 / secs
-            );
+            ))
         }
     };
     if !args.json {
-        println!(
+        out(format!(
             "xenc bench: {} pairs, {tokens} tokens ({:.1} per pair), {}, median of {repeats} runs after a warm-up",
             pairs.len(),
             tokens as f64 / pairs.len() as f64,
             model.device_name()
-        );
+        ))?;
     }
 
     let model_s = median_seconds(repeats, || model.logits_encoded(&encoded).map(drop))?;
     let json_note = serde_json::json!({ "includes": "model only: tokens to logits" });
-    report("model", pairs.len(), tokens, model_s, json_note);
+    report("model", pairs.len(), tokens, model_s, json_note)?;
     let e2e_s = median_seconds(repeats, || model.score(&pairs).map(drop))?;
     let json_note =
         serde_json::json!({ "includes": "end to end: text to scores, tokenisation included" });
-    report("end_to_end", pairs.len(), tokens, e2e_s, json_note);
+    report("end_to_end", pairs.len(), tokens, e2e_s, json_note)?;
 
     // 1 query × 50 documents, as a RAG service reranks.
     let query = &pairs[0].0;
@@ -259,19 +259,23 @@ fn bench(args: BenchArgs) -> Result<()> {
     let p99 = xenc::bench::percentile(&lat, 99.0).unwrap();
     let extra = serde_json::json!({ "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3, "runs": lat.len(),
         "includes": "end to end: 1 query x 50 documents, tokenisation included" });
-    report("rerank_1x50", docs.len(), rerank_tokens, p50, extra);
+    report("rerank_1x50", docs.len(), rerank_tokens, p50, extra)?;
 
     let peak = peak_rss_mib();
     if args.json {
         let v = serde_json::json!({ "engine": "xenc", "device": device, "measure": "peak_memory",
             "pairs": pairs.len(), "tokens": tokens, "pairs_per_s": null,
             "host_peak_rss_mib": peak, "device_peak_mib": null });
-        println!("{v}");
+        out(v)
     } else {
         let peak = peak.map_or("unknown".into(), |m| format!("{m:.0} MiB"));
-        println!("peak host memory (RSS): {peak}");
+        out(format!("peak host memory (RSS): {peak}"))
     }
-    Ok(())
+}
+
+/// One line to stdout; a closed pipe (`xenc bench | head`) is an error, not a panic.
+fn out(line: impl std::fmt::Display) -> Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}").map_err(stdout_err)
 }
 
 /// Runs `f` once to warm up, then `repeats` times; the median wall time in seconds.
