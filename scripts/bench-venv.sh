@@ -65,26 +65,8 @@ if "$VPY" -m pip show --quiet "$ORT_OTHER" >/dev/null 2>&1; then
     "$VPY" -m pip uninstall --quiet --yes "$ORT_OTHER" "$ORT_PKG" >&2 || true
 fi
 
-# Install only if something is missing or at another version.
-if ! "$VPY" - "${PINNED[@]}" <<'EOF'
-import sys
-from importlib import metadata
-ok = True
-for spec in sys.argv[1:]:
-    name, _, ver = spec.partition("==")
-    try:
-        have = metadata.version(name)
-    except metadata.PackageNotFoundError:
-        ok = False
-        continue
-    if have.split("+")[0] != ver:
-        ok = False
-try:
-    import onnxruntime  # noqa: F401  (a half-removed wheel leaves a broken module)
-except Exception:
-    ok = False
-sys.exit(0 if ok else 1)
-EOF
+# Install only if something is missing or at another version (or onnxruntime is half-removed).
+if ! "$VPY" "$REPO/scripts/pins_satisfied.py" "${PINNED[@]}" || ! "$VPY" -c 'import onnxruntime' 2>/dev/null
 then
     echo "bench-venv: installing ${PINNED[*]} into $VENV (torch is large; this takes a while)" >&2
     "$VPY" -m pip install --quiet --upgrade pip >&2

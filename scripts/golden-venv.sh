@@ -56,21 +56,7 @@ else
 fi
 
 # Install only if something is missing or (when pinned) at another version.
-if ! "$VPY" - "${WANT[@]}" <<'EOF'
-import sys
-from importlib import metadata
-ok = True
-for spec in sys.argv[1:]:
-    name, _, ver = spec.partition("==")
-    try:
-        have = metadata.version(name)
-    except metadata.PackageNotFoundError:
-        ok = False
-        continue
-    if ver and have.split("+")[0] != ver:
-        ok = False
-sys.exit(0 if ok else 1)
-EOF
+if ! "$VPY" "$REPO/scripts/pins_satisfied.py" "${WANT[@]}"
 then
     echo "golden-venv: installing ${WANT[*]} into $VENV (torch is large; this takes a while)" >&2
     "$VPY" -m pip install --quiet --upgrade pip >&2
