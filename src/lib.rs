@@ -35,6 +35,11 @@ use cuda::CudaBackend;
 use tokenize::PairTokenizer;
 use weights::BertWeights;
 
+/// Whether `Device::Auto` may pick the CUDA path. It stays false until the CUDA path has passed
+/// `scripts/gpu-check.sh` on a GPU (see BENCHMARKS.md): by default nobody gets scores from kernels that
+/// have never run. `Device::Cuda(n)` uses the CUDA path regardless.
+pub const CUDA_PATH_VERIFIED: bool = false;
+
 /// Default token budget of one batch: pairs are packed, sorted by length, up to this many tokens.
 pub const DEFAULT_TOKEN_BUDGET: usize = 16_384;
 
@@ -44,7 +49,8 @@ pub enum Device {
     Cpu,
     /// A CUDA device by ordinal.
     Cuda(usize),
-    /// The GPU when one is usable, else the CPU (said once on stderr).
+    /// The GPU when one is usable, else the CPU (said once on stderr). Until the CUDA path has been
+    /// verified on a GPU ([`CUDA_PATH_VERIFIED`]), always the CPU.
     #[default]
     Auto,
 }
@@ -152,6 +158,7 @@ impl CrossEncoderBuilder {
         let backend = match self.device {
             Device::Cpu => None,
             Device::Cuda(n) => Some(cuda(n)?),
+            Device::Auto if !CUDA_PATH_VERIFIED => None,
             Device::Auto => match cuda::probe().and_then(|()| cuda(0).map_err(|e| e.to_string())) {
                 Ok(b) => Some(b),
                 Err(reason) => {
