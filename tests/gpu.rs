@@ -17,6 +17,7 @@ use std::io::Write;
 
 use half::f16;
 use xenc::batch::{plan_batches, RaggedBatch};
+use xenc::bench::Rng;
 use xenc::cpu::ops::{self, Queries};
 use xenc::cuda::kernels::*;
 use xenc::cuda::CudaBackend;
@@ -54,25 +55,21 @@ fn gpu(test: &str) -> Option<Gpu> {
     )
 }
 
-/// SplitMix64: deterministic inputs without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+/// Deterministic test inputs from the crate's seeded generator.
+trait TestInputs {
     /// Uniform in [-scale, scale).
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32>;
+    fn below(&mut self, n: usize) -> u32;
+}
+
+impl TestInputs for Rng {
     fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n)
-            .map(|_| ((self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * scale)
+            .map(|_| (2.0 * self.unit() as f32 - 1.0) * scale)
             .collect()
     }
     fn below(&mut self, n: usize) -> u32 {
-        (self.next() % n as u64) as u32
+        (self.next_u64() % n as u64) as u32
     }
 }
 
@@ -141,7 +138,7 @@ fn embed_layernorm_matches_cpu() {
         return;
     };
     let (h, vocab, positions, types) = (384, 1000, 512, 2);
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     let b = ragged_batch(&mut rng, vocab);
     let t = b.num_tokens();
     let inputs = [
@@ -176,7 +173,7 @@ fn attention_varlen_matches_cpu() {
     let Some(gpu) = gpu("attention_varlen_matches_cpu") else {
         return;
     };
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     let b = ragged_batch(&mut rng, 100);
     let (t, n) = (b.num_tokens(), b.num_pairs());
     for (heads, d) in [(12, 32), (6, 64)] {
@@ -204,7 +201,7 @@ fn bias_gelu_matches_cpu() {
     let Some(gpu) = gpu("bias_gelu_matches_cpu") else {
         return;
     };
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let (rows, n) = (LENGTHS.iter().sum::<usize>(), 1536);
     let (x, bias) = (rng.vec(rows * n, 4.0), rng.vec(n, 1.0));
     let twin = |x: &[f32], bias: &[f32]| {
@@ -223,7 +220,7 @@ fn add_bias_residual_layernorm_matches_cpu() {
     let Some(gpu) = gpu("add_bias_residual_layernorm_matches_cpu") else {
         return;
     };
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     let (rows, h) = (LENGTHS.iter().sum::<usize>(), 384);
     let gamma: Vec<f32> = rng.vec(h, 0.2).iter().map(|g| 1.0 + g).collect();
     let inputs = [
@@ -267,7 +264,7 @@ fn gather_rows_is_exact() {
     let Some(gpu) = gpu("gather_rows_is_exact") else {
         return;
     };
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     let b = ragged_batch(&mut rng, 100);
     let (t, n, h) = (b.num_tokens(), b.num_pairs(), 384);
     let src = r16(&rng.vec(t * h, 3.0));
@@ -291,7 +288,7 @@ fn pooler_classifier_matches_cpu() {
     let Some(gpu) = gpu("pooler_classifier_matches_cpu") else {
         return;
     };
-    let mut rng = Rng(6);
+    let mut rng = Rng::new(6);
     let (n, h) = (200, 384);
     for l in [1, 3] {
         let inputs = [
@@ -339,7 +336,7 @@ fn gemms_match_cpu() {
     let Some(gpu) = gpu("gemms_match_cpu") else {
         return;
     };
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let rows = LENGTHS.iter().sum::<usize>();
     for (k, n) in [(384, 1152), (1536, 384), (384, 384)] {
         let (x, w, bias) = (rng.vec(rows * k, 2.0), rng.vec(n * k, 0.1), rng.vec(n, 0.5));
@@ -394,7 +391,7 @@ fn launchers_reject_bad_shapes_before_launching() {
     let Some(gpu) = gpu("launchers_reject_bad_shapes_before_launching") else {
         return;
     };
-    let mut rng = Rng(8);
+    let mut rng = Rng::new(8);
     let b = ragged_batch(&mut rng, 100);
     let db = DeviceBatch::new(&gpu, &b, 12).unwrap();
     let small = zeros_f16(&gpu, 10).unwrap();
@@ -591,7 +588,7 @@ fn small_random_models_match_the_cpu_backend() {
             "intermediate_size":256,"max_position_embeddings":512,"vocab_size":500,"num_labels":1}}"#
         ))
         .unwrap();
-        let mut rng = Rng(100 + heads as u64);
+        let mut rng = Rng::new(100 + heads as u64);
         let (h, i) = (128, 256);
         let mut v = |n: usize, s: f32| r16(&rng.vec(n, s));
         let layer = |v: &mut dyn FnMut(usize, f32) -> Vec<f32>| xenc::weights::LayerWeights {
@@ -623,7 +620,7 @@ fn small_random_models_match_the_cpu_backend() {
         };
         let gpu = CudaBackend::new(&cfg, &w, 0, 4096).unwrap();
         let cpu = xenc::cpu::CpuBackend::new(cfg.clone(), w, None).unwrap();
-        let b = ragged_batch(&mut Rng(7), 500);
+        let b = ragged_batch(&mut Rng::new(7), 500);
         let (g, c) = (gpu.forward(&b).unwrap(), cpu.forward(&b));
         let (err, at) = max_err(&g, &c);
         note(&format!(
