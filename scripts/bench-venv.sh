@@ -42,17 +42,9 @@ case "$FLAVOUR" in
     *) echo "error: XENC_BENCH_ORT must be cpu, gpu or auto (got '$FLAVOUR')" >&2; exit 2 ;;
 esac
 
-# Keep the first six in step with scripts/golden-venv.sh.
-PINNED=(
-    "torch==2.15.0"
-    "transformers==5.24.0"
-    "sentence-transformers==6.2.0"
-    "tokenizers==0.23.3"
-    "safetensors==0.8.0"
-    "numpy==2.4.6"
-    "onnx==1.23.2"
-    "$ORT_PKG==$ORT_VERSION"
-)
+# The goldens' python stack, plus ONNX Runtime.
+mapfile -t PINNED < "$REPO/scripts/golden-pins.txt"
+PINNED+=("onnx==1.23.2" "$ORT_PKG==$ORT_VERSION")
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "bench-venv: creating $VENV" >&2

@@ -33,15 +33,9 @@ case "$VENV/" in
     "$REPO"/*) echo "error: the golden venv must live outside the repository ($VENV)" >&2; exit 1 ;;
 esac
 
-PINNED=(
-    "torch==2.15.0"
-    "transformers==5.24.0"
-    "sentence-transformers==6.2.0"
-    "tokenizers==0.23.3"
-    "safetensors==0.8.0"
-    "numpy==2.4.6"
-)
-UNPINNED=(torch transformers sentence-transformers tokenizers safetensors numpy)
+# The python stack the goldens come from (shared with scripts/bench-venv.sh).
+mapfile -t PINNED < "$REPO/scripts/golden-pins.txt"
+UNPINNED=("${PINNED[@]%%==*}")
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "golden-venv: creating $VENV" >&2
