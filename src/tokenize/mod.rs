@@ -1,0 +1,326 @@
+//! Text → token ids, exactly as transformers' fast tokenizer does it for a cross-encoder:
+//! `[CLS] query [SEP] document [SEP]`, token types 0 then 1, truncated `longest_first` to `max_length`.
+//!
+//! The padding and truncation stored in tokenizer.json are switched off: checkpoints ship with things
+//! like "truncate to 128, pad to 128" that are not what a reranker wants.
+//!
+//! Two engines give the same ids:
+//! - `xenc-wordpiece` (`wordpiece.rs`): xenc's own BERT WordPiece tokenizer, some 12-40x faster. It is
+//!   used whenever tokenizer.json has exactly the shape it implements (`BertNormalizer`,
+//!   `BertPreTokenizer`, `WordPiece`, a `[CLS] $A [SEP] $B [SEP]` template, added tokens without
+//!   `single_word`); tests/tokenizer_parity.rs checks it against the other engine.
+//! - `hf-tokenizers`: Hugging Face `tokenizers`, for every other tokenizer.json, and the reference.
+//!
+//! [`PairTokenizer::engine`] says which one runs and [`PairTokenizer::fallback_reason`] why the fast
+//! one was not used. The environment variable `XENC_TOKENIZER` chooses: unset, empty or `auto` (the
+//! fast engine where it fits), `hf` (always Hugging Face `tokenizers`), `xenc` (the fast engine or an
+//! error saying why not).
+
+mod wordpiece;
+
+use std::path::Path;
+
+use rayon::prelude::*;
+use tokenizers::{
+    Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+
+use crate::error::{Error, Result};
+use wordpiece::WordPiece;
+
+/// One encoded (query, document) pair, unpadded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPair {
+    pub input_ids: Vec<u32>,
+    pub token_type_ids: Vec<u32>,
+}
+
+impl EncodedPair {
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+
+    fn from_encoding(e: Encoding) -> Self {
+        EncodedPair {
+            input_ids: e.get_ids().to_vec(),
+            token_type_ids: e.get_type_ids().to_vec(),
+        }
+    }
+}
+
+/// A piece of text (a query or a document) encoded alone, without special tokens or truncation, ready
+/// to be joined into pairs; lets `rerank` tokenise its query once.
+#[derive(Debug, Clone)]
+pub struct Piece(PieceRepr);
+
+#[derive(Debug, Clone)]
+enum PieceRepr {
+    Ids(Vec<u32>),
+    Hf(Box<Encoding>),
+}
+
+impl Piece {
+    /// The token ids of the text.
+    pub fn ids(&self) -> &[u32] {
+        match &self.0 {
+            PieceRepr::Ids(ids) => ids,
+            PieceRepr::Hf(e) => e.get_ids(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids().is_empty()
+    }
+}
+
+/// Which tokenizer engine [`PairTokenizer::from_file_with`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// xenc's WordPiece engine when tokenizer.json fits it, else Hugging Face `tokenizers`.
+    Auto,
+    /// Hugging Face `tokenizers`.
+    Hf,
+    /// xenc's WordPiece engine; an error when tokenizer.json does not fit it.
+    Xenc,
+}
+
+impl Engine {
+    /// The choice made by `XENC_TOKENIZER` (unset: [`Engine::Auto`]).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("XENC_TOKENIZER") {
+            Err(std::env::VarError::NotPresent) => Ok(Engine::Auto),
+            Ok(v) => Self::parse(&v),
+            Err(e) => Err(Error::Option(format!("XENC_TOKENIZER: {e}"))),
+        }
+    }
+
+    /// A value of `XENC_TOKENIZER`: empty or `auto`, `hf`, `xenc` (any case).
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(Engine::Auto),
+            "hf" => Ok(Engine::Hf),
+            "xenc" => Ok(Engine::Xenc),
+            _ => Err(Error::Option(format!(
+                "XENC_TOKENIZER={value}: expected auto, hf or xenc"
+            ))),
+        }
+    }
+}
+
+pub struct PairTokenizer {
+    /// Truncation `longest_first` to `max_length`, no padding: encodes whole pairs (HF engine), gives
+    /// the vocabulary (both).
+    pairs: Tokenizer,
+    /// No truncation, no padding: encodes pieces that `pairs.post_process` later joins and truncates
+    /// (HF engine only).
+    pieces: Option<Tokenizer>,
+    /// The fast engine, when tokenizer.json fits it.
+    fast: Option<WordPiece>,
+    /// Why `fast` is None.
+    fallback: Option<String>,
+    max_length: usize,
+}
+
+impl PairTokenizer {
+    /// Loads tokenizer.json with the engine chosen by `XENC_TOKENIZER` (see the module docs).
+    pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
+        Self::from_file_with(path, max_length, Engine::from_env()?)
+    }
+
+    /// Loads tokenizer.json with the given engine choice (the environment is not read).
+    pub fn from_file_with(path: &Path, max_length: usize, engine: Engine) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Tokenizer(format!("{}: cannot load ({e})", path.display())))?;
+        let mut pairs: Tokenizer = text
+            .parse()
+            .map_err(|e| Error::Tokenizer(format!("{}: cannot load ({e})", path.display())))?;
+        pairs.with_padding(None);
+        pairs
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let added = pairs
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true));
+        if max_length <= added {
+            return Err(Error::Option(format!(
+                "max_length {max_length} leaves no room for text: a pair already takes {added} special tokens"
+            )));
+        }
+
+        let (fast, fallback) = match engine {
+            Engine::Hf => (None, Some("XENC_TOKENIZER=hf".to_string())),
+            Engine::Auto | Engine::Xenc => {
+                let built = serde_json::from_str(&text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|json| WordPiece::from_json(&json, &pairs))
+                    .and_then(|wp| {
+                        if wp.added_pair() == added {
+                            Ok(wp)
+                        } else {
+                            Err(format!(
+                                "the template adds {} tokens, tokenizers counts {added}",
+                                wp.added_pair()
+                            ))
+                        }
+                    });
+                match built {
+                    Ok(wp) => (Some(wp), None),
+                    Err(why) if engine == Engine::Xenc => {
+                        return Err(Error::Tokenizer(format!(
+                            "{}: XENC_TOKENIZER=xenc, but xenc's WordPiece engine does not support it: {why}",
+                            path.display()
+                        )))
+                    }
+                    Err(why) => (None, Some(why)),
+                }
+            }
+        };
+        let pieces = if fast.is_some() {
+            None
+        } else {
+            let mut pieces = pairs.clone();
+            pieces
+                .with_truncation(None)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            Some(pieces)
+        };
+        Ok(PairTokenizer {
+            pairs,
+            pieces,
+            fast,
+            fallback,
+            max_length,
+        })
+    }
+
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// The engine that encodes: `"xenc-wordpiece"` or `"hf-tokenizers"`.
+    pub fn engine(&self) -> &'static str {
+        if self.fast.is_some() {
+            "xenc-wordpiece"
+        } else {
+            "hf-tokenizers"
+        }
+    }
+
+    /// Why xenc's WordPiece engine is not used (None when it is).
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// The vocabulary, token → id (added tokens included).
+    pub fn vocab(&self) -> std::collections::HashMap<String, u32> {
+        self.pairs.get_vocab(true)
+    }
+
+    /// Encodes one pair.
+    pub fn encode_pair(&self, query: &str, document: &str) -> Result<EncodedPair> {
+        if let Some(wp) = &self.fast {
+            return Ok(wp.encode_pair(query, document, self.max_length));
+        }
+        self.pairs
+            .encode_fast((query, document), true)
+            .map(EncodedPair::from_encoding)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// Encodes many pairs in parallel, in input order; an error names the pair's index.
+    pub fn encode_pairs<Q, D>(&self, pairs: &[(Q, D)]) -> Result<Vec<EncodedPair>>
+    where
+        Q: AsRef<str> + Sync,
+        D: AsRef<str> + Sync,
+    {
+        self.encode_pairs_from(pairs, 0)
+    }
+
+    /// [`Self::encode_pairs`] for a slice that starts at pair `first` of a longer input: errors name the
+    /// pair's index in that input.
+    pub fn encode_pairs_from<Q, D>(
+        &self,
+        pairs: &[(Q, D)],
+        first: usize,
+    ) -> Result<Vec<EncodedPair>>
+    where
+        Q: AsRef<str> + Sync,
+        D: AsRef<str> + Sync,
+    {
+        pairs
+            .par_iter()
+            .enumerate()
+            .map(|(i, (q, d))| {
+                self.encode_pair(q.as_ref(), d.as_ref())
+                    .map_err(|e| Error::Tokenizer(format!("pair {}: {e}", first + i)))
+            })
+            .collect()
+    }
+
+    /// Encodes a query or a document alone (no special tokens, no truncation).
+    pub fn encode_piece(&self, text: &str) -> Result<Piece> {
+        if let Some(wp) = &self.fast {
+            let mut ids = Vec::new();
+            wp.encode_into(text, &mut ids);
+            return Ok(Piece(PieceRepr::Ids(ids)));
+        }
+        self.pieces
+            .as_ref()
+            .expect("the HF engine keeps a pieces tokenizer")
+            .encode_fast(text, false)
+            .map(|e| Piece(PieceRepr::Hf(Box::new(e))))
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// Joins two pieces into a pair: the same truncation and template as [`Self::encode_pair`] applied to
+    /// already-tokenised text (the golden tests check the two agree).
+    pub fn join(&self, query: &Piece, document: &Piece) -> Result<EncodedPair> {
+        if let Some(wp) = &self.fast {
+            return Ok(wp.join(query.ids(), document.ids(), self.max_length));
+        }
+        let (PieceRepr::Hf(q), PieceRepr::Hf(d)) = (&query.0, &document.0) else {
+            return Err(Error::Tokenizer(
+                "join: pieces encoded by another tokenizer engine".into(),
+            ));
+        };
+        let mut doc = Encoding::clone(d);
+        // `encode_pair` encodes the document as the second sequence (type id 1); a piece was encoded as
+        // a first one. The pair template overwrites type ids anyway, but a tokenizer without one would not.
+        doc.set_type_ids(vec![1; doc.len()]);
+        self.pairs
+            .post_process(Encoding::clone(q), Some(doc), true)
+            .map(EncodedPair::from_encoding)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Engine;
+
+    #[test]
+    fn xenc_tokenizer_values() {
+        assert_eq!(Engine::parse("").unwrap(), Engine::Auto);
+        assert_eq!(Engine::parse("auto").unwrap(), Engine::Auto);
+        assert_eq!(Engine::parse(" HF ").unwrap(), Engine::Hf);
+        assert_eq!(Engine::parse("xenc").unwrap(), Engine::Xenc);
+        let e = Engine::parse("fast").unwrap_err().to_string();
+        assert!(
+            e.contains("XENC_TOKENIZER=fast") && e.contains("auto, hf or xenc"),
+            "{e}"
+        );
+    }
+}
