@@ -15,7 +15,7 @@
 #define XENC_FULL_MASK 0xffffffffu
 
 // Register budget of the LayerNorm kernels: 16 pairs (32 values) per thread covers H = 1024 at blockDim.x = 32.
-#define LN_MAX_PAIRS_PER_THREAD 16
+#define LN_MAX_PAIRS_PER_LANE 16  // half2 pairs per lane: H <= 1024
 
 __device__ __forceinline__ float neg_inf_f32() { return -__int_as_float(0x7f800000); }
 
@@ -60,11 +60,15 @@ __device__ __forceinline__ float gelu_erf(float v) {
 
 // a + b + c of three fp16 rows of length 2 * H2, summed in fp32 in that order, as float2 pairs in the
 // layout layernorm_pairs_store expects; pairs past H2 are zero.
-__device__ __forceinline__ void load_sum3_pairs(float2 (&v)[LN_MAX_PAIRS_PER_THREAD], const __half* a,
-                                                const __half* b, const __half* c, int H2) {
+// LayerNorm rows are owned by one warp each: lane i holds half2 pairs c = i, i + 32, ... of the row in
+// registers (at most LN_MAX_PAIRS_PER_LANE), sums with shuffles, no shared memory and no block barrier.
+
+// v[i] = a[c] + b[c] + c_[c] in fp32 for this lane's pairs c = lane + 32 i < H2; 0 elsewhere.
+__device__ __forceinline__ void load_sum3_pairs(float2 (&v)[LN_MAX_PAIRS_PER_LANE], const __half* a,
+                                                const __half* b, const __half* c, int H2, int lane) {
 #pragma unroll
-    for (int i = 0; i < LN_MAX_PAIRS_PER_THREAD; ++i) {
-        const int k = threadIdx.x + i * blockDim.x;
+    for (int i = 0; i < LN_MAX_PAIRS_PER_LANE; ++i) {
+        const int k = lane + 32 * i;
         v[i] = make_float2(0.0f, 0.0f);
         if (k < H2) {
             const float2 x = load_half2(a + 2 * k);
@@ -75,35 +79,32 @@ __device__ __forceinline__ void load_sum3_pairs(float2 (&v)[LN_MAX_PAIRS_PER_THR
     }
 }
 
-// LayerNorm of one row held as float2 pairs (see contract above); writes gamma * (v - mean) * rstd + beta
-// as fp16 to out_row. Statistics are two-pass over the held values, in fp32. All threads must call it.
-__device__ __forceinline__ void layernorm_pairs_store(const float2 (&v)[LN_MAX_PAIRS_PER_THREAD],
+// Two-pass LayerNorm of the row the warp holds in v (see load_sum3_pairs), written to out_row.
+__device__ __forceinline__ void layernorm_pairs_store(const float2 (&v)[LN_MAX_PAIRS_PER_LANE],
                                                       const __half* gamma, const __half* beta,
-                                                      __half* out_row, int H, float eps, float* scratch) {
+                                                      __half* out_row, int H, float eps, int lane) {
     const int H2 = H >> 1;
     float sum = 0.0f;
 #pragma unroll
-    for (int i = 0; i < LN_MAX_PAIRS_PER_THREAD; ++i) {
-        const int c = threadIdx.x + i * blockDim.x;
-        if (c < H2) sum += v[i].x + v[i].y;
+    for (int i = 0; i < LN_MAX_PAIRS_PER_LANE; ++i) {
+        if (lane + 32 * i < H2) sum += v[i].x + v[i].y;
     }
-    const float mean = block_sum(sum, scratch) / (float)H;
+    const float mean = warp_sum(sum) / (float)H;
 
     float sq = 0.0f;
 #pragma unroll
-    for (int i = 0; i < LN_MAX_PAIRS_PER_THREAD; ++i) {
-        const int c = threadIdx.x + i * blockDim.x;
-        if (c < H2) {
+    for (int i = 0; i < LN_MAX_PAIRS_PER_LANE; ++i) {
+        if (lane + 32 * i < H2) {
             const float dx = v[i].x - mean;
             const float dy = v[i].y - mean;
             sq += dx * dx + dy * dy;
         }
     }
-    const float rstd = rsqrtf(block_sum(sq, scratch) / (float)H + eps);
+    const float rstd = rsqrtf(warp_sum(sq) / (float)H + eps);
 
 #pragma unroll
-    for (int i = 0; i < LN_MAX_PAIRS_PER_THREAD; ++i) {
-        const int c = threadIdx.x + i * blockDim.x;
+    for (int i = 0; i < LN_MAX_PAIRS_PER_LANE; ++i) {
+        const int c = lane + 32 * i;
         if (c < H2) {
             const float2 g = load_half2(gamma + 2 * c);
             const float2 b = load_half2(beta + 2 * c);
@@ -112,8 +113,8 @@ __device__ __forceinline__ void layernorm_pairs_store(const float2 (&v)[LN_MAX_P
     }
 }
 
-// True when the LayerNorm register layout can hold a row of H values with this block size.
+// Shapes a warp-per-row LayerNorm kernel can run: H even, at most 32 * LN_MAX_PAIRS_PER_LANE pairs, whole
+// warps.
 __device__ __forceinline__ bool layernorm_shape_ok(int H) {
-    return H > 0 && (H & 1) == 0 && (H >> 1) <= LN_MAX_PAIRS_PER_THREAD * (int)blockDim.x &&
-           (blockDim.x & 31) == 0;
+    return H > 0 && (H & 1) == 0 && (H >> 1) <= 32 * LN_MAX_PAIRS_PER_LANE && (blockDim.x & 31) == 0;
 }

@@ -11,6 +11,8 @@ bash scripts/fixtures.sh --cuda-compilers
 XENC_CUDA_PY=$CACHE/cuda-venv/bin/python bash scripts/check-kernels.sh
 # ... and compute what they should: each kernel emulated on the CPU against a float64 reference.
 bash dev/kernel-emulator/run.sh
+# The tensor-core attention kernel with CPU models of mma.sync/ldmatrix/cp.async, under ASan and UBSan.
+bash dev/attention-mma-model/run.sh
 
 # Let build.rs compile the kernels to cubins with the same NVRTC.
 eval "$("$CACHE/cuda-venv/bin/python" scripts/cuda_env.py)"

@@ -20,6 +20,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod error;
 pub mod io;
+pub mod profile;
 pub mod tokenize;
 pub mod weights;
 
@@ -35,10 +36,23 @@ use cuda::CudaBackend;
 use tokenize::PairTokenizer;
 use weights::BertWeights;
 
-/// Whether `Device::Auto` may pick the CUDA path. It stays false until the CUDA path has passed
-/// `scripts/gpu-check.sh` on a GPU (see BENCHMARKS.md): by default nobody gets scores from kernels that
-/// have never run. `Device::Cuda(n)` uses the CUDA path regardless.
-pub const CUDA_PATH_VERIFIED: bool = false;
+/// Pairs of the first chunk tokenised before the GPU starts, when tokenisation overlaps the model.
+const OVERLAP_FIRST_CHUNK: usize = 512;
+/// Largest chunk of pairs tokenised while the GPU runs the previous one.
+const OVERLAP_MAX_CHUNK: usize = 8192;
+
+/// Consecutive ranges covering 0..n: OVERLAP_FIRST_CHUNK pairs, then each twice the last, up to
+/// OVERLAP_MAX_CHUNK.
+fn overlap_chunks(n: usize) -> Vec<std::ops::Range<usize>> {
+    let (mut out, mut start, mut size) = (Vec::new(), 0, OVERLAP_FIRST_CHUNK);
+    while start < n {
+        let end = (start + size).min(n);
+        out.push(start..end);
+        start = end;
+        size = (2 * size).min(OVERLAP_MAX_CHUNK);
+    }
+    out
+}
 
 /// Default token budget of one batch: pairs are packed, sorted by length, up to this many tokens.
 pub const DEFAULT_TOKEN_BUDGET: usize = 16_384;
@@ -49,8 +63,8 @@ pub enum Device {
     Cpu,
     /// A CUDA device by ordinal.
     Cuda(usize),
-    /// The GPU when one is usable, else the CPU (said once on stderr). Until the CUDA path has been
-    /// verified on a GPU ([`CUDA_PATH_VERIFIED`]), always the CPU.
+    /// GPU 0 when it is usable (libcuda, cuBLAS, a device, a supported model shape), else the CPU, with
+    /// the reason said once on stderr.
     #[default]
     Auto,
 }
@@ -71,6 +85,7 @@ pub struct CrossEncoderBuilder {
     activation: Option<Activation>,
     token_budget: usize,
     threads: Option<usize>,
+    profile: bool,
 }
 
 impl CrossEncoderBuilder {
@@ -100,6 +115,13 @@ impl CrossEncoderBuilder {
     /// CPU threads (default: all cores, through rayon's global pool).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
+        self
+    }
+
+    /// Times every stage of every forward pass (GPU: CUDA events; CPU: the host clock); read with
+    /// [`CrossEncoder::take_profile`]. Off by default: it adds an event record per stage on the GPU.
+    pub fn profile(mut self, on: bool) -> Self {
+        self.profile = on;
         self
     }
 
@@ -158,7 +180,6 @@ impl CrossEncoderBuilder {
         let backend = match self.device {
             Device::Cpu => None,
             Device::Cuda(n) => Some(cuda(n)?),
-            Device::Auto if !CUDA_PATH_VERIFIED => None,
             Device::Auto => match cuda::probe().and_then(|()| cuda(0).map_err(|e| e.to_string())) {
                 Ok(b) => Some(b),
                 Err(reason) => {
@@ -174,6 +195,10 @@ impl CrossEncoderBuilder {
             Some(b) => b,
             None => Backend::Cpu(CpuBackend::new(config.clone(), weights, self.threads)?),
         };
+        match &backend {
+            Backend::Cpu(b) => b.set_profiling(self.profile),
+            Backend::Cuda(b) => b.set_profiling(self.profile),
+        }
 
         Ok(CrossEncoder {
             config,
@@ -211,6 +236,7 @@ impl CrossEncoder {
             activation: None,
             token_budget: DEFAULT_TOKEN_BUDGET,
             threads: None,
+            profile: false,
         }
     }
 
@@ -231,11 +257,34 @@ impl CrossEncoder {
         &self.tokenizer
     }
 
+    /// On a GPU, bytes of device memory in use (total − free: this process's weights, activations,
+    /// library workspaces and CUDA context, plus other processes'); None on the CPU.
+    pub fn device_memory_in_use(&self) -> Option<usize> {
+        match &self.backend {
+            Backend::Cpu(_) => None,
+            Backend::Cuda(b) => b.device_memory_in_use().ok(),
+        }
+    }
+
+    /// Whether the model runs on a GPU.
+    pub fn on_gpu(&self) -> bool {
+        matches!(self.backend, Backend::Cuda(_))
+    }
+
     /// What runs the model, e.g. "cpu (2 threads)".
     pub fn device_name(&self) -> String {
         match &self.backend {
             Backend::Cpu(b) => format!("cpu ({} threads)", b.threads()),
             Backend::Cuda(b) => b.describe(),
+        }
+    }
+
+    /// Stage times of the forward passes since the last call (or since loading), then starts afresh;
+    /// None unless the model was built with [`CrossEncoderBuilder::profile`].
+    pub fn take_profile(&self) -> Option<profile::Profile> {
+        match &self.backend {
+            Backend::Cpu(b) => b.take_profile(),
+            Backend::Cuda(b) => b.take_profile(),
         }
     }
 
@@ -256,25 +305,60 @@ impl CrossEncoder {
         Q: AsRef<str> + Sync,
         D: AsRef<str> + Sync,
     {
-        let encoded = self.tokenizer.encode_pairs(pairs)?;
-        self.logits_encoded(&encoded)
+        if matches!(self.backend, Backend::Cpu(_)) || pairs.len() <= OVERLAP_FIRST_CHUNK {
+            let encoded = self.tokenizer.encode_pairs(pairs)?;
+            return self.logits_encoded(&encoded);
+        }
+        // On the GPU, tokenising (all cores) overlaps the model: chunk c + 1 is tokenised on another
+        // thread while chunk c runs. Chunks grow from OVERLAP_FIRST_CHUNK (little to wait for before the
+        // GPU starts) to OVERLAP_MAX_CHUNK (batches packed from many lengths).
+        let chunks = overlap_chunks(pairs.len());
+        let mut out = Vec::with_capacity(pairs.len());
+        std::thread::scope(|s| -> Result<()> {
+            let tokenise = |r: std::ops::Range<usize>| {
+                s.spawn(move || self.tokenizer.encode_pairs_from(&pairs[r.clone()], r.start))
+            };
+            let mut next = Some(tokenise(chunks[0].clone()));
+            for c in 0..chunks.len() {
+                let encoded = next
+                    .take()
+                    .expect("a chunk is always being tokenised")
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                if let Some(r) = chunks.get(c + 1) {
+                    next = Some(tokenise(r.clone()));
+                }
+                out.extend(self.logits_encoded(&encoded)?);
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Logits of already-encoded pairs, in input order: batches are planned by length under the token
     /// budget and the results put back where each pair came from.
     pub fn logits_encoded(&self, pairs: &[EncodedPair]) -> Result<Vec<f32>> {
         let lengths: Vec<usize> = pairs.iter().map(EncodedPair::len).collect();
-        let mut out = vec![0f32; pairs.len()];
-        for indices in batch::plan_batches(&lengths, self.token_budget) {
-            let b = RaggedBatch::from_pairs(indices.iter().map(|&i| &pairs[i]));
+        let plan = batch::plan_batches(&lengths, self.token_budget);
+        let make = |k: usize| -> Result<RaggedBatch> {
+            let b = RaggedBatch::from_pairs(plan[k].iter().map(|&i| &pairs[i]));
             b.validate(&self.config)?;
-            let logits = match &self.backend {
-                Backend::Cpu(cpu) => cpu.forward(&b),
-                Backend::Cuda(gpu) => gpu.forward(&b)?,
-            };
-            for (&i, l) in indices.iter().zip(logits) {
+            Ok(b)
+        };
+        let mut out = vec![0f32; pairs.len()];
+        let mut put = |k: usize, logits: Vec<f32>| {
+            for (&i, l) in plan[k].iter().zip(logits) {
                 out[i] = l;
             }
+        };
+        match &self.backend {
+            Backend::Cpu(cpu) => {
+                for k in 0..plan.len() {
+                    put(k, cpu.forward(&make(k)?));
+                }
+            }
+            // The GPU runs batch k while the host builds and uploads batch k + 1.
+            Backend::Cuda(gpu) => gpu.forward_batches(plan.len(), make, put)?,
         }
         Ok(out)
     }
@@ -319,5 +403,23 @@ mod tests {
     #[test]
     fn cross_encoder_is_send_and_sync() {
         assert_send_sync::<super::CrossEncoder>();
+    }
+
+    #[test]
+    fn overlap_chunks_cover_the_input_in_order_and_grow() {
+        for n in [0, 1, 511, 512, 513, 5000, 100_000] {
+            let c = super::overlap_chunks(n);
+            assert_eq!(c.first().map_or(0, |r| r.start), 0);
+            assert_eq!(c.last().map_or(0, |r| r.end), n);
+            assert!(c.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(c
+                .iter()
+                .all(|r| !r.is_empty() && r.len() <= super::OVERLAP_MAX_CHUNK));
+        }
+        let sizes: Vec<usize> = super::overlap_chunks(40_000)
+            .iter()
+            .map(|r| r.len())
+            .collect();
+        assert_eq!(sizes, [512, 1024, 2048, 4096, 8192, 8192, 8192, 7744]);
     }
 }

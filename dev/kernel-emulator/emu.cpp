@@ -150,9 +150,9 @@ void test_attn(int D, std::vector<int> lens, int heads, bool cls_only, float qk_
 }
 
 int main() {
-    test_embed(5, 384, 128, 5); test_embed(7, 1024, 32, 3); test_embed(3, 2, 32, 3); test_embed(4, 770, 256, 2);
-    test_ln(6, 384, 128, 6, false); test_ln(6, 384, 128, 2, true); test_ln(3, 1024, 1024, 3, true); test_ln(5, 1022, 32, 7, false);
-    test_gelu(7, 1536, 256, 3); test_gelu(3, 6, 64, 100);
+    test_embed(5, 384, 128, 5); test_embed(7, 1024, 32, 3); test_embed(3, 2, 32, 3); test_embed(4, 770, 256, 2); test_embed(41, 384, 128, 2);
+    test_ln(6, 384, 128, 6, false); test_ln(6, 384, 128, 2, true); test_ln(3, 1024, 1024, 3, true); test_ln(5, 1022, 32, 7, false); test_ln(37, 384, 128, 3, true); test_ln(9, 312, 64, 1, false);
+    test_gelu(7, 1536, 256, 3); test_gelu(3, 6, 64, 100); test_gelu(5, 40, 32, 2); test_gelu(4, 1530, 64, 3);
     test_gather(20, 9, 384, 128, 4); test_gather(5, 3, 2, 32, 1);
     test_pool(3, 384, 1, 256, 2); test_pool(4, 66, 3, 64, 4); test_pool(2, 1024, 2, 1024, 1);
     std::vector<int> lens = {1, 2, 63, 64, 65, 127, 128, 129, 200, 17};

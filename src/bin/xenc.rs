@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use xenc::{Activation, CrossEncoder, Device, Error, Result};
+use xenc::{Activation, CrossEncoder, CrossEncoderBuilder, Device, Error, Result};
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +68,10 @@ struct BenchArgs {
     /// One JSON object per measurement instead of a table.
     #[arg(long)]
     json: bool,
+    /// Time every stage of the forward pass (CUDA events on the GPU) and print a table per
+    /// measurement to stderr; the timed runs then include the profiling's own cost.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Args)]
@@ -87,6 +91,9 @@ struct ModelArgs {
     /// CPU threads (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Tokens per batch (default 16384; at least max_length).
+    #[arg(long, value_name = "N")]
+    token_budget: Option<usize>,
 }
 
 fn parse_device(s: &str) -> std::result::Result<Device, String> {
@@ -104,6 +111,10 @@ fn parse_device(s: &str) -> std::result::Result<Device, String> {
 
 impl ModelArgs {
     fn load(&self) -> Result<CrossEncoder> {
+        self.builder().build()
+    }
+
+    fn builder(&self) -> CrossEncoderBuilder {
         let mut b = CrossEncoder::builder(&self.model).device(self.device);
         if let Some(n) = self.max_length {
             b = b.max_length(n);
@@ -114,12 +125,17 @@ impl ModelArgs {
         if self.raw {
             b = b.activation(Activation::Raw);
         }
-        b.build()
+        if let Some(n) = self.token_budget {
+            b = b.token_budget(n);
+        }
+        b
     }
 }
 
-/// Pairs scored per call, so a long input shows progress (each call still packs ~16k-token batches).
+/// Pairs scored per call, so a long input shows progress (each call still packs ~16k-token batches). On
+/// a GPU a call is larger, so that tokenisation overlaps the model within it (see `CrossEncoder::logits`).
 const CHUNK: usize = 1024;
+const GPU_CHUNK: usize = 32 * 1024;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -139,7 +155,8 @@ fn run(cli: Cli) -> Result<()> {
             let model = model.load()?;
             let progress = progress_bar(pairs.len() as u64);
             let mut out = BufWriter::new(std::io::stdout().lock());
-            for chunk in pairs.chunks(CHUNK) {
+            let chunk = if model.on_gpu() { GPU_CHUNK } else { CHUNK };
+            for chunk in pairs.chunks(chunk) {
                 for s in model.score(chunk)? {
                     writeln!(out, "{{\"score\":{}}}", json_f32(s)).map_err(stdout_err)?;
                 }
@@ -168,7 +185,13 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
-    let model = args.model.load()?;
+    let model = args.model.builder().profile(args.profile).build()?;
+    // Prints the stage times gathered since the last call (nothing unless --profile).
+    let profile = |what: &str| {
+        if let Some(p) = model.take_profile() {
+            eprintln!("{what}: {p}");
+        }
+    };
     let pairs = match &args.input {
         Some(path) => {
             let (lines, source) = read_input(Some(path))?;
@@ -221,20 +244,39 @@ fn bench(args: BenchArgs) -> Result<()> {
     };
     if !args.json {
         out(format!(
-            "xenc bench: {} pairs, {tokens} tokens ({:.1} per pair), {}, median of {repeats} runs after a warm-up",
+            "xenc bench: {} pairs, {tokens} tokens ({:.1} per pair), {}, tokenizer {}, median of {repeats} runs after a warm-up",
             pairs.len(),
             tokens as f64 / pairs.len() as f64,
-            model.device_name()
+            model.device_name(),
+            model.tokenizer().engine()
         ))?;
     }
 
-    let model_s = median_seconds(repeats, || model.logits_encoded(&encoded).map(drop))?;
+    let tok_s = median_seconds(
+        repeats,
+        || model.tokenizer().encode_pairs(&pairs).map(drop),
+        || (),
+    )?;
+    let json_note =
+        serde_json::json!({ "includes": "tokenisation only: text to token ids, all cores" });
+    report("tokenize", pairs.len(), tokens, tok_s, json_note)?;
+    let model_s = median_seconds(
+        repeats,
+        || model.logits_encoded(&encoded).map(drop),
+        || drop(model.take_profile()),
+    )?;
     let json_note = serde_json::json!({ "includes": "model only: tokens to logits" });
     report("model", pairs.len(), tokens, model_s, json_note)?;
-    let e2e_s = median_seconds(repeats, || model.score(&pairs).map(drop))?;
+    profile("model");
+    let e2e_s = median_seconds(
+        repeats,
+        || model.score(&pairs).map(drop),
+        || drop(model.take_profile()),
+    )?;
     let json_note =
         serde_json::json!({ "includes": "end to end: text to scores, tokenisation included" });
     report("end_to_end", pairs.len(), tokens, e2e_s, json_note)?;
+    profile("end_to_end");
 
     // 1 query × 50 documents, as a RAG service reranks.
     let query = &pairs[0].0;
@@ -249,6 +291,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         .map(|d| model.tokenizer().encode_pair(query, d).map(|e| e.len()))
         .sum::<Result<usize>>()?;
     model.rerank(query, &docs, 50)?;
+    drop(model.take_profile());
     let mut lat = Vec::with_capacity(args.rerank_runs.max(1));
     for _ in 0..args.rerank_runs.max(1) {
         let t = std::time::Instant::now();
@@ -260,16 +303,28 @@ fn bench(args: BenchArgs) -> Result<()> {
     let extra = serde_json::json!({ "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3, "runs": lat.len(),
         "includes": "end to end: 1 query x 50 documents, tokenisation included" });
     report("rerank_1x50", docs.len(), rerank_tokens, p50, extra)?;
+    profile("rerank_1x50");
 
     let peak = peak_rss_mib();
+    // The activations are allocated once for the token budget, so what is in use after the runs is the
+    // peak (plus whatever other processes hold on that GPU).
+    let device_mib = model
+        .device_memory_in_use()
+        .map(|b| b as f64 / f64::from(1 << 20));
     if args.json {
         let v = serde_json::json!({ "engine": "xenc", "device": device, "measure": "peak_memory",
             "pairs": pairs.len(), "tokens": tokens, "pairs_per_s": null,
-            "host_peak_rss_mib": peak, "device_peak_mib": null });
+            "host_peak_rss_mib": peak, "device_in_use_mib": device_mib });
         out(v)
     } else {
         let peak = peak.map_or("unknown".into(), |m| format!("{m:.0} MiB"));
-        out(format!("peak host memory (RSS): {peak}"))
+        out(format!("peak host memory (RSS): {peak}"))?;
+        match device_mib {
+            Some(m) => out(format!(
+                "device memory in use (total - free, incl. the CUDA context): {m:.0} MiB"
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -278,9 +333,15 @@ fn out(line: impl std::fmt::Display) -> Result<()> {
     writeln!(std::io::stdout().lock(), "{line}").map_err(stdout_err)
 }
 
-/// Runs `f` once to warm up, then `repeats` times; the median wall time in seconds.
-fn median_seconds(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Runs `f` once to warm up, then `after_warmup`, then `f` `repeats` times; the median wall time in
+/// seconds.
+fn median_seconds(
+    repeats: usize,
+    mut f: impl FnMut() -> Result<()>,
+    mut after_warmup: impl FnMut(),
+) -> Result<f64> {
     f()?;
+    after_warmup();
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         let t = std::time::Instant::now();

@@ -7,14 +7,18 @@ mod vmath;
 use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::profile::{layer_stage, Laps, Profile};
 use crate::weights::BertWeights;
 use ops::Queries;
+use std::sync::Mutex;
 
 pub struct CpuBackend {
     cfg: ModelConfig,
     w: BertWeights,
     /// Set when the caller asked for a thread count; otherwise rayon's global pool is used.
     pool: Option<rayon::ThreadPool>,
+    /// Stage times when profiling (host clock).
+    profile: Mutex<Option<Profile>>,
 }
 
 impl CpuBackend {
@@ -29,7 +33,12 @@ impl CpuBackend {
                     .map_err(|e| Error::Option(format!("cannot start {n} threads: {e}")))?,
             ),
         };
-        Ok(CpuBackend { cfg, w, pool })
+        Ok(CpuBackend {
+            cfg,
+            w,
+            pool,
+            profile: Mutex::new(None),
+        })
     }
 
     pub fn threads(&self) -> usize {
@@ -46,7 +55,30 @@ impl CpuBackend {
         }
     }
 
+    /// Starts (or stops) timing each stage of every forward pass.
+    pub fn set_profiling(&self, on: bool) {
+        *self.profile.lock().unwrap_or_else(|p| p.into_inner()) = on.then(|| Profile::new(false));
+    }
+
+    /// The stage times gathered since profiling started or since the last call; None when not profiling.
+    pub fn take_profile(&self) -> Option<Profile> {
+        let mut p = self.profile.lock().unwrap_or_else(|p| p.into_inner());
+        p.as_mut()
+            .map(|p| std::mem::replace(p, Profile::new(false)))
+    }
+
     fn forward_inner(&self, batch: &RaggedBatch) -> Vec<f32> {
+        let profiling = self
+            .profile
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        let mut laps = profiling.then(Laps::start);
+        let mut lap = |name| {
+            if let Some(l) = laps.as_mut() {
+                l.lap(name)
+            }
+        };
         let cfg = &self.cfg;
         let w = &self.w;
         let (h, inter, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
@@ -68,6 +100,7 @@ impl CpuBackend {
             h,
             eps,
         );
+        lap("embed_layernorm");
 
         let mut qkv = vec![0f32; t * 3 * h];
         let mut ctx = vec![0f32; t * h];
@@ -84,6 +117,7 @@ impl CpuBackend {
                 h,
                 3 * h,
             );
+            lap(layer_stage(l == last, 0));
             // In the last layer only [CLS] rows reach the head: once K and V exist, the rest of the
             // layer runs on n rows instead of T.
             let rows = if l == last {
@@ -110,8 +144,10 @@ impl CpuBackend {
                 );
                 t
             };
+            lap(layer_stage(l == last, 1));
             let (x_rows, ctx_rows) = (&mut x[..rows * h], &ctx[..rows * h]);
             ops::linear(ctx_rows, &lw.attn_out_weight, None, &mut proj, rows, h, h);
+            lap(layer_stage(l == last, 2));
             ops::add_bias_residual_layernorm(
                 &proj[..rows * h],
                 &lw.attn_out_bias,
@@ -121,8 +157,11 @@ impl CpuBackend {
                 h,
                 eps,
             );
+            lap(layer_stage(l == last, 3));
             ops::linear(x_rows, &lw.ffn_in_weight, None, &mut ffn, rows, h, inter);
+            lap(layer_stage(l == last, 4));
             ops::bias_gelu(&mut ffn[..rows * inter], &lw.ffn_in_bias, inter);
+            lap(layer_stage(l == last, 5));
             ops::linear(
                 &ffn[..rows * inter],
                 &lw.ffn_out_weight,
@@ -132,6 +171,7 @@ impl CpuBackend {
                 inter,
                 h,
             );
+            lap(layer_stage(l == last, 6));
             ops::add_bias_residual_layernorm(
                 &proj[..rows * h],
                 &lw.ffn_out_bias,
@@ -141,6 +181,7 @@ impl CpuBackend {
                 h,
                 eps,
             );
+            lap(layer_stage(l == last, 7));
         }
 
         let l = cfg.num_labels;
@@ -155,6 +196,20 @@ impl CpuBackend {
             h,
             l,
         );
+        lap("pooler_classifier");
+        if let Some((laps, wall)) = laps.map(Laps::finish) {
+            if let Some(p) = self
+                .profile
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                for (name, s) in laps {
+                    p.add(name, s, 0.0);
+                }
+                p.add_forward(wall);
+            }
+        }
         logits.chunks_exact(l).map(|c| c[0]).collect()
     }
 }

@@ -2,7 +2,7 @@
 //! host-checked facts the launchers rely on), the activation buffers sized once from the token budget,
 //! and fp16 upload/download helpers for tests.
 
-use cudarc::driver::{CudaSlice, CudaView, DevicePtr};
+use cudarc::driver::{CudaEvent, CudaSlice, CudaView, DevicePtr, DeviceRepr, PinnedHostSlice};
 use half::f16;
 
 use super::context::{cuda_err, Gpu};
@@ -18,10 +18,83 @@ pub(crate) fn addr<T>(gpu: &Gpu, x: &impl DevicePtr<T>) -> u64 {
     p
 }
 
+/// Page-locked host memory for asynchronous copies, with an event marking the end of the last copy that
+/// used it: the host waits on that event before it touches the memory again, and on nothing else.
+pub(crate) struct Pinned<T> {
+    mem: PinnedHostSlice<T>,
+    done: CudaEvent,
+}
+
+impl<T: DeviceRepr + cudarc::driver::ValidAsZeroBits> Pinned<T> {
+    /// `len` elements; `write_combined` for memory the host only writes (uploads).
+    pub fn new(gpu: &Gpu, len: usize, write_combined: bool) -> Result<Self> {
+        let flags = if write_combined {
+            cudarc::driver::sys::CU_MEMHOSTALLOC_WRITECOMBINED
+        } else {
+            0
+        };
+        // SAFETY: the memory is written (by the host or a copy) before it is read.
+        let mem = unsafe { gpu.ctx.alloc_pinned_with_flags::<T>(len.max(1), flags) }
+            .map_err(cuda_err("allocating page-locked host memory"))?;
+        let done = gpu
+            .ctx
+            .new_event(None)
+            .map_err(cuda_err("creating a copy event"))?;
+        Ok(Pinned { mem, done })
+    }
+
+    /// The memory, once the last copy that used it has finished.
+    pub fn host(&self) -> Result<&[T]> {
+        self.done
+            .synchronize()
+            .map_err(cuda_err("waiting for a copy"))?;
+        self.mem.as_slice().map_err(cuda_err("page-locked memory"))
+    }
+
+    /// The memory for writing, once the last copy that used it has finished.
+    pub fn host_mut(&mut self) -> Result<&mut [T]> {
+        self.done
+            .synchronize()
+            .map_err(cuda_err("waiting for a copy"))?;
+        self.mem
+            .as_mut_slice()
+            .map_err(cuda_err("page-locked memory"))
+    }
+
+    /// Queues a copy of the first `len` elements to device address `dst` on the stream.
+    ///
+    /// # Safety
+    /// `dst` must be valid for `len` elements and not be read by earlier work on the stream as anything
+    /// the copy would break.
+    pub unsafe fn upload(&mut self, gpu: &Gpu, len: usize, dst: u64) -> Result<()> {
+        let src = &self.host_mut()?[..len];
+        cudarc::driver::result::memcpy_htod_async(dst, src, gpu.stream.cu_stream())
+            .map_err(cuda_err("copying to the device"))?;
+        self.done
+            .record(&gpu.stream)
+            .map_err(cuda_err("recording a copy event"))
+    }
+
+    /// Queues a copy of `len` elements from device address `src` into the start of this memory.
+    ///
+    /// # Safety
+    /// `src` must be valid for `len` elements once earlier work on the stream has run.
+    pub unsafe fn download(&mut self, gpu: &Gpu, src: u64, len: usize) -> Result<()> {
+        let dst = &mut self.host_mut()?[..len];
+        cudarc::driver::result::memcpy_dtoh_async(dst, src, gpu.stream.cu_stream())
+            .map_err(cuda_err("copying to the host"))?;
+        self.done
+            .record(&gpu.stream)
+            .map_err(cuda_err("recording a copy event"))
+    }
+}
+
 /// A batch's index arrays on the device (see [`plan::IndexLayout`]) plus what was checked on the host:
 /// the largest id of each kind and the work-list lengths. Launchers trust device indices only through it.
 pub struct DeviceBatch {
     buf: CudaSlice<i32>,
+    /// Page-locked copy of `packed.data`, the source of the asynchronous upload.
+    staging: Pinned<i32>,
     capacity: IndexLayout,
     num_heads: usize,
     layout: Option<IndexLayout>,
@@ -36,6 +109,7 @@ impl DeviceBatch {
         let buf = unsafe { gpu.stream.alloc::<i32>(capacity.total.max(4)) }
             .map_err(cuda_err("index buffer"))?;
         Ok(DeviceBatch {
+            staging: Pinned::new(gpu, buf.len(), true)?,
             buf,
             capacity,
             num_heads,
@@ -51,7 +125,9 @@ impl DeviceBatch {
         Ok(b)
     }
 
-    /// Packs `batch` on the host and copies it in (one copy; the host buffer is reused).
+    /// Packs `batch` on the host and queues one asynchronous copy from page-locked memory (host buffers
+    /// reused). The caller must not upload into a `DeviceBatch` whose previous batch's kernels are still
+    /// queued unless they come after this copy on the same stream (they do: one stream).
     pub fn upload(&mut self, gpu: &Gpu, batch: &RaggedBatch) -> Result<()> {
         self.layout = None;
         let layout =
@@ -62,10 +138,11 @@ impl DeviceBatch {
                 layout.tokens, self.capacity.tokens
             )));
         }
-        let mut dst = self.buf.slice_mut(..layout.total);
-        gpu.stream
-            .memcpy_htod(&self.packed.data[..], &mut dst)
-            .map_err(cuda_err("uploading the batch"))?;
+        self.staging.host_mut()?[..layout.total].copy_from_slice(&self.packed.data);
+        let dst = addr(gpu, &self.buf);
+        // SAFETY: buf holds at least layout.total elements (checked above); kernels that read an earlier
+        // batch from buf were queued before this copy on the same stream.
+        unsafe { self.staging.upload(gpu, layout.total, dst)? };
         self.layout = Some(layout);
         Ok(())
     }
@@ -97,9 +174,13 @@ impl DeviceBatch {
     }
 }
 
-/// The activations of one forward pass, allocated once for the token budget.
+/// Batches in flight: while the GPU runs one, the host packs and uploads the next.
+pub(crate) const SLOTS: usize = 2;
+
+/// The activations of one forward pass, allocated once for the token budget, plus what each of the
+/// [`SLOTS`] batches in flight owns: its index buffer and its page-locked logits.
 pub(crate) struct Activations {
-    pub index: DeviceBatch,
+    pub index: [DeviceBatch; SLOTS],
     pub hidden: CudaSlice<f16>,
     pub qkv: CudaSlice<f16>,
     pub ctx: CudaSlice<f16>,
@@ -107,7 +188,7 @@ pub(crate) struct Activations {
     pub ffn: CudaSlice<f16>,
     pub cls: CudaSlice<f16>,
     pub logits: CudaSlice<f32>,
-    pub logits_host: Vec<f32>,
+    pub logits_host: [Pinned<f32>; SLOTS],
 }
 
 impl Activations {
@@ -118,8 +199,10 @@ impl Activations {
             s.total_bytes() >> 20
         );
         let f16s = |n: usize| gpu.stream.alloc_zeros::<f16>(n).map_err(cuda_err(&what));
+        let index = || DeviceBatch::with_capacity(gpu, token_budget, cfg.num_attention_heads);
+        let logits_host = || Pinned::new(gpu, s.logits, false);
         Ok(Activations {
-            index: DeviceBatch::with_capacity(gpu, token_budget, cfg.num_attention_heads)?,
+            index: [index()?, index()?],
             hidden: f16s(s.hidden)?,
             qkv: f16s(s.qkv)?,
             ctx: f16s(s.ctx)?,
@@ -130,7 +213,7 @@ impl Activations {
                 .stream
                 .alloc_zeros::<f32>(s.logits)
                 .map_err(cuda_err(&what))?,
-            logits_host: vec![0.0; s.logits],
+            logits_host: [logits_host()?, logits_host()?],
         })
     }
 }

@@ -9,32 +9,44 @@
 use cudarc::driver::CudaSlice;
 use half::f16;
 
-use super::buffers::Activations;
-use super::context::{cuda_err, Gpu};
+use super::buffers::{addr, Activations};
+use super::context::Gpu;
 use super::launch;
+use super::profile::{lap, EventClock};
 use super::weights::DeviceWeights;
 use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
 use crate::cpu::ops::Queries;
 use crate::error::Result;
+use crate::profile::layer_stage;
 
-/// One logit (label 0) per pair, in batch order.
-pub(crate) fn forward(
+/// Queues the whole forward pass of `batch` on the stream with index buffer and host logits of `slot`:
+/// the upload, every kernel and GEMM, and the copy of the logits to page-locked memory. Returns at once;
+/// [`finish`] waits for the logits. While the GPU runs it, the host may prepare and queue the next batch in
+/// the other slot.
+pub(crate) fn enqueue(
     gpu: &Gpu,
     cfg: &ModelConfig,
     w: &DeviceWeights,
     a: &mut Activations,
+    slot: usize,
+    clock: &mut Option<EventClock>,
     batch: &RaggedBatch,
-) -> Result<Vec<f32>> {
+) -> Result<()> {
     let (h, inter, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
     let (heads, head_dim, labels) = (cfg.num_attention_heads, cfg.head_dim(), cfg.num_labels);
     let (t, n) = (batch.num_tokens(), batch.num_pairs());
     let lay = &w.layout;
 
-    a.index.upload(gpu, batch)?;
+    if let Some(c) = clock.as_mut() {
+        c.begin(gpu)?;
+    }
+    a.index[slot].upload(gpu, batch)?;
+    let index = &a.index[slot];
+    lap(clock, gpu, "upload_batch")?;
     launch::embed_layernorm(
         gpu,
-        &a.index,
+        index,
         &w.view(lay.word_embeddings),
         &w.view(lay.position_embeddings),
         &w.view(lay.token_type_embeddings),
@@ -44,6 +56,7 @@ pub(crate) fn forward(
         h,
         eps,
     )?;
+    lap(clock, gpu, "embed_layernorm")?;
 
     let last = lay.layers.len() - 1;
     for (l, ls) in lay.layers.iter().enumerate() {
@@ -58,11 +71,12 @@ pub(crate) fn forward(
             h,
             3 * h,
         )?;
+        lap(clock, gpu, layer_stage(l == last, 0))?;
         // The last layer goes on with the [CLS] rows only: n instead of T rows from here.
         let (rows, x): (usize, &mut CudaSlice<f16>) = if l == last {
             launch::attention_varlen(
                 gpu,
-                &a.index,
+                index,
                 &a.qkv,
                 &mut a.ctx.slice_mut(..n * h),
                 Queries::ClsOnly,
@@ -71,7 +85,7 @@ pub(crate) fn forward(
             )?;
             launch::gather_rows(
                 gpu,
-                &a.index,
+                index,
                 &a.hidden.slice(..t * h),
                 &mut a.cls.slice_mut(..n * h),
                 h,
@@ -80,7 +94,7 @@ pub(crate) fn forward(
         } else {
             launch::attention_varlen(
                 gpu,
-                &a.index,
+                index,
                 &a.qkv,
                 &mut a.ctx.slice_mut(..t * h),
                 Queries::All,
@@ -89,6 +103,7 @@ pub(crate) fn forward(
             )?;
             (t, &mut a.hidden)
         };
+        lap(clock, gpu, layer_stage(l == last, 1))?;
         let (rh, ri) = (rows * h, rows * inter);
         launch::linear(
             gpu,
@@ -99,6 +114,7 @@ pub(crate) fn forward(
             h,
             h,
         )?;
+        lap(clock, gpu, layer_stage(l == last, 2))?;
         launch::add_bias_residual_layernorm(
             gpu,
             &a.proj.slice(..rh),
@@ -110,6 +126,7 @@ pub(crate) fn forward(
             h,
             eps,
         )?;
+        lap(clock, gpu, layer_stage(l == last, 3))?;
         launch::linear(
             gpu,
             &x.slice(..rh),
@@ -119,6 +136,7 @@ pub(crate) fn forward(
             h,
             inter,
         )?;
+        lap(clock, gpu, layer_stage(l == last, 4))?;
         launch::bias_gelu(
             gpu,
             &mut a.ffn.slice_mut(..ri),
@@ -126,6 +144,7 @@ pub(crate) fn forward(
             rows,
             inter,
         )?;
+        lap(clock, gpu, layer_stage(l == last, 5))?;
         launch::linear(
             gpu,
             &a.ffn.slice(..ri),
@@ -135,6 +154,7 @@ pub(crate) fn forward(
             inter,
             h,
         )?;
+        lap(clock, gpu, layer_stage(l == last, 6))?;
         launch::add_bias_residual_layernorm(
             gpu,
             &a.proj.slice(..rh),
@@ -146,6 +166,7 @@ pub(crate) fn forward(
             h,
             eps,
         )?;
+        lap(clock, gpu, layer_stage(l == last, 7))?;
     }
 
     launch::pooler_classifier(
@@ -160,10 +181,27 @@ pub(crate) fn forward(
         h,
         labels,
     )?;
-    let host = &mut a.logits_host[..n * labels];
-    gpu.stream
-        .memcpy_dtoh(&a.logits.slice(..n * labels), host)
-        .map_err(cuda_err("copying the logits back"))?;
-    gpu.synchronize()?;
+    lap(clock, gpu, "pooler_classifier")?;
+    let len = n * labels;
+    // SAFETY: the logits buffer holds at least n * labels floats, written by pooler_classifier above on
+    // this stream; the slot's host memory holds as many (both sized from the token budget).
+    unsafe { a.logits_host[slot].download(gpu, addr(gpu, &a.logits), len)? };
+    lap(clock, gpu, "logits_to_host")?;
+    Ok(())
+}
+
+/// Waits for the logits that [`enqueue`] queued in `slot` for a batch of `n` pairs: one logit (label 0)
+/// per pair, in batch order.
+pub(crate) fn finish(
+    a: &Activations,
+    slot: usize,
+    n: usize,
+    labels: usize,
+    clock: &mut Option<EventClock>,
+) -> Result<Vec<f32>> {
+    let host = &a.logits_host[slot].host()?[..n * labels];
+    if let Some(c) = clock.as_mut() {
+        c.end()?;
+    }
     Ok(host.chunks_exact(labels).map(|c| c[0]).collect())
 }

@@ -11,6 +11,7 @@ use cudarc::driver::{
     CudaFunction, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
 use half::f16;
+use std::sync::OnceLock;
 
 use super::buffers::{addr, DeviceBatch};
 use super::context::Gpu;
@@ -23,6 +24,8 @@ pub const SIGNATURES: &[(&str, &str)] = &[
     ("embed_layernorm_f16", "const int*, const int*, const int*, const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
     ("attention_varlen_hd32_f16", ATTENTION),
     ("attention_varlen_hd64_f16", ATTENTION),
+    ("attention_mma_hd32_f16", ATTENTION),
+    ("attention_mma_hd64_f16", ATTENTION),
     ("bias_gelu_f16", "__half*, const __half*, int, int"),
     ("add_bias_residual_layernorm_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
     ("gather_rows_f16", "const __half*, const int*, __half*, int, int"),
@@ -185,8 +188,36 @@ pub fn embed_layernorm(
     launch(gpu, &gpu.f.embed_layernorm, K, l, &args)
 }
 
+/// Which kernel computes attention. Both have the same contract and work items; tests/gpu.rs runs both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// kernels/attention_varlen.cu: SIMT, two threads per query (the readable reference).
+    Simt,
+    /// kernels/attention_mma.cu: tensor cores (mma.sync m16n8k16), FlashAttention-2 style.
+    Mma,
+}
+
+impl AttentionKernel {
+    /// The kernel named by `XENC_ATTENTION`: `simt` picks [`AttentionKernel::Simt`]; unset or anything
+    /// else, [`AttentionKernel::Mma`].
+    pub fn parse(value: Option<&str>) -> Self {
+        match value {
+            Some(v) if v.trim().eq_ignore_ascii_case("simt") => AttentionKernel::Simt,
+            _ => AttentionKernel::Mma,
+        }
+    }
+
+    /// What [`attention_varlen`] runs: `XENC_ATTENTION`, read once per process.
+    pub fn from_env() -> Self {
+        static KERNEL: OnceLock<AttentionKernel> = OnceLock::new();
+        let read = || AttentionKernel::parse(std::env::var("XENC_ATTENTION").ok().as_deref());
+        *KERNEL.get_or_init(read)
+    }
+}
+
 /// Ragged attention over the batch: `qkv` `[T, 3H]` (Q | K | V), `ctx` gets `[T, H]` (`All`) or `[n, H]`
-/// (`ClsOnly`, row p = pair p's [CLS] query). head_dim 32 or 64; qkv and ctx 16-byte aligned.
+/// (`ClsOnly`, row p = pair p's [CLS] query). head_dim 32 or 64; qkv and ctx 16-byte aligned. Runs the
+/// tensor-core kernel unless `XENC_ATTENTION=simt` ([`AttentionKernel::from_env`]).
 pub fn attention_varlen(
     gpu: &Gpu,
     batch: &DeviceBatch,
@@ -196,9 +227,27 @@ pub fn attention_varlen(
     num_heads: usize,
     head_dim: usize,
 ) -> Result<()> {
-    let (k, f) = match head_dim {
-        32 => ("attention_varlen_hd32_f16", &gpu.f.attention_hd32),
-        _ => ("attention_varlen_hd64_f16", &gpu.f.attention_hd64),
+    let kernel = AttentionKernel::from_env();
+    attention_varlen_with(gpu, kernel, batch, qkv, ctx, queries, num_heads, head_dim)
+}
+
+/// [`attention_varlen`] with the kernel chosen by the caller.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_varlen_with(
+    gpu: &Gpu,
+    kernel: AttentionKernel,
+    batch: &DeviceBatch,
+    qkv: &impl DevicePtr<f16>,
+    ctx: &mut impl DevicePtrMut<f16>,
+    queries: Queries,
+    num_heads: usize,
+    head_dim: usize,
+) -> Result<()> {
+    let (k, f) = match (kernel, head_dim) {
+        (AttentionKernel::Simt, 32) => ("attention_varlen_hd32_f16", &gpu.f.attention_hd32),
+        (AttentionKernel::Simt, _) => ("attention_varlen_hd64_f16", &gpu.f.attention_hd64),
+        (AttentionKernel::Mma, 32) => ("attention_mma_hd32_f16", &gpu.f.attention_mma_hd32),
+        (AttentionKernel::Mma, _) => ("attention_mma_hd64_f16", &gpu.f.attention_mma_hd64),
     };
     let lay = batch.layout(k)?;
     if num_heads != batch.num_heads() {
@@ -452,7 +501,17 @@ pub fn linear_bias(
 
 #[cfg(test)]
 mod tests {
-    use super::{check_signature, Arg, SIGNATURES};
+    use super::{check_signature, Arg, AttentionKernel, SIGNATURES};
+
+    #[test]
+    fn xenc_attention_picks_the_kernel() {
+        use AttentionKernel::{Mma, Simt};
+        assert_eq!(AttentionKernel::parse(None), Mma);
+        assert_eq!(AttentionKernel::parse(Some("simt")), Simt);
+        assert_eq!(AttentionKernel::parse(Some(" SIMT\n")), Simt);
+        assert_eq!(AttentionKernel::parse(Some("mma")), Mma);
+        assert_eq!(AttentionKernel::parse(Some("")), Mma);
+    }
 
     #[test]
     fn arguments_out_of_order_are_refused() {

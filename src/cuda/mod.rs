@@ -18,6 +18,7 @@ mod launch;
 mod modules;
 mod nvrtc;
 pub mod plan;
+mod profile;
 mod weights;
 
 use std::sync::Mutex;
@@ -25,9 +26,11 @@ use std::sync::Mutex;
 use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::profile::Profile;
 use crate::weights::BertWeights;
 use buffers::Activations;
 use context::Gpu;
+use profile::EventClock;
 use weights::DeviceWeights;
 
 /// The kernels one by one, for tests that compare each with its CPU twin in [`crate::cpu::ops`].
@@ -37,8 +40,9 @@ pub mod kernels {
     };
     pub use super::context::{DeviceInfo, Gpu};
     pub use super::launch::{
-        add_bias_residual_layernorm, attention_varlen, bias_gelu, embed_layernorm, gather_rows,
-        linear, linear_bias, pooler_classifier, SIGNATURES,
+        add_bias_residual_layernorm, attention_varlen, attention_varlen_with, bias_gelu,
+        embed_layernorm, gather_rows, linear, linear_bias, pooler_classifier, AttentionKernel,
+        SIGNATURES,
     };
     pub use super::modules::{build_summary, kernel_file_names};
     pub use super::weights::{fp16_image, DeviceWeights};
@@ -58,7 +62,13 @@ pub struct CudaBackend {
     cfg: ModelConfig,
     weights: DeviceWeights,
     token_budget: usize,
-    activations: Mutex<Activations>,
+    state: Mutex<State>,
+}
+
+/// What one forward pass at a time uses: the activation buffers and, when profiling, the stage clock.
+struct State {
+    activations: Activations,
+    clock: Option<EventClock>,
 }
 
 impl CudaBackend {
@@ -79,27 +89,93 @@ impl CudaBackend {
             cfg: cfg.clone(),
             weights,
             token_budget,
-            activations: Mutex::new(activations),
+            state: Mutex::new(State {
+                activations,
+                clock: None,
+            }),
         })
     }
 
     /// One logit per pair in batch order; the batch is already validated (ids in range, lengths ≤ max
     /// positions, tokens ≤ token_budget). The launchers check again what they index with.
     pub fn forward(&self, batch: &RaggedBatch) -> Result<Vec<f32>> {
-        if batch.num_pairs() == 0 {
-            return Ok(Vec::new());
-        }
-        if batch.num_tokens() > self.token_budget {
-            return Err(Error::Input(format!(
-                "batch of {} tokens exceeds the CUDA backend's token budget {}",
-                batch.num_tokens(),
-                self.token_budget
-            )));
-        }
+        let mut out = Vec::new();
+        self.forward_batches(1, |_| Ok(batch.clone()), |_, logits| out = logits)?;
+        Ok(out)
+    }
+
+    /// Runs `count` batches made by `make(k)` and hands each one's logits to `take(k, logits)`, in order
+    /// k = 0, 1, ...; while the GPU runs batch k, the host makes, packs and uploads batch k + 1 (two
+    /// slots of index buffers and page-locked logits; one stream orders everything else). With profiling
+    /// on, batches run one at a time so that each pass's stage times are its own.
+    pub fn forward_batches(
+        &self,
+        count: usize,
+        mut make: impl FnMut(usize) -> Result<RaggedBatch>,
+        mut take: impl FnMut(usize, Vec<f32>),
+    ) -> Result<()> {
         // A panic mid-forward leaves nothing a later forward depends on: every buffer is rewritten.
-        let mut a = self.activations.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let State { activations, clock } = &mut *state;
         self.gpu.bind()?;
-        forward::forward(&self.gpu, &self.cfg, &self.weights, &mut a, batch)
+        let labels = self.cfg.num_labels;
+        let depth = if clock.is_some() { 1 } else { buffers::SLOTS };
+        let mut pending = std::collections::VecDeque::with_capacity(depth);
+        for k in 0..count {
+            let batch = make(k)?;
+            if batch.num_tokens() > self.token_budget {
+                return Err(Error::Input(format!(
+                    "batch of {} tokens exceeds the CUDA backend's token budget {}",
+                    batch.num_tokens(),
+                    self.token_budget
+                )));
+            }
+            if pending.len() == depth {
+                let (j, slot, n) = pending.pop_front().expect("depth >= 1");
+                take(j, forward::finish(activations, slot, n, labels, clock)?);
+            }
+            let slot = k % buffers::SLOTS;
+            if batch.num_pairs() > 0 {
+                let (g, c, w) = (&self.gpu, &self.cfg, &self.weights);
+                forward::enqueue(g, c, w, activations, slot, clock, &batch)?;
+            }
+            pending.push_back((k, slot, batch.num_pairs()));
+        }
+        while let Some((j, slot, n)) = pending.pop_front() {
+            let logits = if n == 0 {
+                Vec::new()
+            } else {
+                forward::finish(activations, slot, n, labels, clock)?
+            };
+            take(j, logits);
+        }
+        Ok(())
+    }
+
+    /// Starts (or stops) timing each stage of every forward pass with CUDA events.
+    pub fn set_profiling(&self, on: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.clock = on.then(EventClock::new);
+    }
+
+    /// The stage times gathered since profiling started or since the last call; None when not profiling.
+    pub fn take_profile(&self) -> Option<Profile> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .clock
+            .as_mut()
+            .map(|c| std::mem::replace(&mut c.profile, Profile::new(true)))
+    }
+
+    /// Bytes of device memory in use on this GPU (total − free, as the driver reports it): this process's
+    /// weights, activations, cuBLAS workspaces and CUDA context, plus anything other processes hold.
+    pub fn device_memory_in_use(&self) -> Result<usize> {
+        let (free, total) = self
+            .gpu
+            .ctx
+            .mem_get_info()
+            .map_err(|e| Error::Cuda(format!("device memory info: {e}")))?;
+        Ok(total.saturating_sub(free))
     }
 
     /// e.g. "cuda:0 NVIDIA H100 80GB HBM3 (sm_90)".

@@ -117,6 +117,9 @@ pub(crate) struct Functions {
     pub embed_layernorm: CudaFunction,
     pub attention_hd32: CudaFunction,
     pub attention_hd64: CudaFunction,
+    /// The tensor-core attention kernels (same contract as `attention_hd32` / `attention_hd64`).
+    pub attention_mma_hd32: CudaFunction,
+    pub attention_mma_hd64: CudaFunction,
     pub bias_gelu: CudaFunction,
     pub add_bias_residual_layernorm: CudaFunction,
     pub gather_rows: CudaFunction,
@@ -137,9 +140,10 @@ impl Functions {
             m.load_function(f)
                 .map_err(|e| Error::Cuda(format!("kernel module {module}: function {f}: {e}")))
         };
-        let (embed, attn, gelu, ln, gather, pooler) = (
+        let (embed, attn, attn_mma, gelu, ln, gather, pooler) = (
             module("embed_layernorm")?,
             module("attention_varlen")?,
+            module("attention_mma")?,
             module("bias_gelu")?,
             module("add_bias_layernorm")?,
             module("gather_rows")?,
@@ -149,6 +153,8 @@ impl Functions {
             embed_layernorm: get(&embed, "embed_layernorm", "embed_layernorm_f16")?,
             attention_hd32: get(&attn, "attention_varlen", "attention_varlen_hd32_f16")?,
             attention_hd64: get(&attn, "attention_varlen", "attention_varlen_hd64_f16")?,
+            attention_mma_hd32: get(&attn_mma, "attention_mma", "attention_mma_hd32_f16")?,
+            attention_mma_hd64: get(&attn_mma, "attention_mma", "attention_mma_hd64_f16")?,
             bias_gelu: get(&gelu, "bias_gelu", "bias_gelu_f16")?,
             add_bias_residual_layernorm: get(
                 &ln,

@@ -10,15 +10,18 @@ use crate::cpu::ops::Queries;
 pub const ATTN_Q_TILE: usize = 64;
 /// Threads per attention block, exactly: `ATTN_THREADS` in kernels/attention_varlen.cu.
 pub const ATTN_THREADS: u32 = 128;
-/// Row pairs one thread of a LayerNorm kernel holds: `LN_MAX_PAIRS_PER_THREAD` in kernels/common.cuh.
-pub const LN_MAX_PAIRS_PER_THREAD: usize = 16;
+/// Half2 pairs one lane of a LayerNorm kernel holds: `LN_MAX_PAIRS_PER_LANE` in kernels/common.cuh.
+/// One warp owns a row, so H ≤ 64 · LN_MAX_PAIRS_PER_LANE = 1024.
+pub const LN_MAX_PAIRS_PER_LANE: usize = 16;
+/// Threads per LayerNorm block: one row per warp, so 4 rows per block.
+pub const LN_THREADS: u32 = 128;
 /// Head dims that have an attention kernel (`attention_varlen_hd32_f16`, `attention_varlen_hd64_f16`).
 pub const ATTN_HEAD_DIMS: [usize; 2] = [32, 64];
 /// Alignment of every tensor in the one fp16 weight allocation.
 pub const WEIGHT_ALIGN_BYTES: usize = 256;
 /// Threads per block of the elementwise kernels (bias_gelu, gather_rows) and of the pooler.
 pub const ELEMENTWISE_THREADS: u32 = 256;
-pub const POOLER_THREADS: u32 = 256;
+pub const POOLER_THREADS: u32 = 1024;
 /// Grid-stride kernels get at most this many blocks per SM: enough to fill it, no more.
 pub const BLOCKS_PER_SM: u32 = 8;
 /// Static shared memory a kernel may take without opting in: the pooler's dynamic `H` floats must fit.
@@ -224,25 +227,22 @@ fn grid_of(blocks: usize, what: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{blocks} {what} exceed the grid limit"))
 }
 
-/// embed_layernorm and add_bias_residual_layernorm: one block per row; the row (H values as H/2 pairs)
-/// must fit `LN_MAX_PAIRS_PER_THREAD` pairs per thread, so the block is the smallest of 128…1024 that
-/// holds it.
+/// embed_layernorm and add_bias_residual_layernorm: one warp per row, [`LN_THREADS`] / 32 rows per block;
+/// the row (H values as H/2 pairs) must fit `LN_MAX_PAIRS_PER_LANE` pairs per lane.
 pub fn layernorm_launch(rows: usize, h: usize) -> Result<Launch, String> {
     if h == 0 || h % 2 != 0 {
         return Err(format!("hidden size {h} must be even and positive"));
     }
-    let block = [128u32, 256, 512, 1024]
-        .into_iter()
-        .find(|&b| h / 2 <= LN_MAX_PAIRS_PER_THREAD * b as usize)
-        .ok_or_else(|| {
-            format!(
-                "hidden size {h} exceeds {} (32 values per thread)",
-                2 * LN_MAX_PAIRS_PER_THREAD * 1024
-            )
-        })?;
+    let max = 64 * LN_MAX_PAIRS_PER_LANE;
+    if h > max {
+        return Err(format!(
+            "hidden size {h} exceeds {max} (one warp per LayerNorm row)"
+        ));
+    }
+    let rows_per_block = (LN_THREADS / 32) as usize;
     Ok(Launch {
-        grid: grid_of(rows, "rows")?,
-        block,
+        grid: grid_of(rows.div_ceil(rows_per_block), "row groups")?,
+        block: LN_THREADS,
         shared_mem_bytes: 0,
     })
 }
@@ -535,9 +535,30 @@ mod tests {
             ATTN_THREADS as usize
         );
         assert_eq!(
-            kernel_define("common.cuh", "LN_MAX_PAIRS_PER_THREAD"),
-            LN_MAX_PAIRS_PER_THREAD
+            kernel_define("common.cuh", "LN_MAX_PAIRS_PER_LANE"),
+            LN_MAX_PAIRS_PER_LANE
         );
+    }
+
+    /// kernels/attention_mma.cu runs on the same work items and launch shape as attention_varlen.cu
+    /// (same query tile, same block, static shared memory only, within the default 48 KiB), so
+    /// [`attention_launch`] serves both kernels.
+    #[test]
+    fn mma_attention_shares_the_launch_shape() {
+        let f = "attention_mma.cu";
+        assert_eq!(kernel_define(f, "ATTN_MMA_Q_TILE"), ATTN_Q_TILE);
+        assert_eq!(kernel_define(f, "ATTN_MMA_THREADS"), ATTN_THREADS as usize);
+        let k_tile = kernel_define(f, "ATTN_MMA_K_TILE");
+        for d in ATTN_HEAD_DIMS {
+            // The Q tile and two K and two V tiles (double buffer), fp16: the kernel's __shared__ arrays.
+            let smem = (ATTN_Q_TILE + 4 * k_tile) * d * 2;
+            assert!(
+                smem <= MAX_DEFAULT_SHARED_BYTES,
+                "hd{d}: {smem} B of shared memory"
+            );
+        }
+        let a = attention_launch(5, 64).unwrap();
+        assert_eq!((a.grid, a.block, a.shared_mem_bytes), (5, ATTN_THREADS, 0));
     }
 
     const LENGTHS: [u32; 12] = [1, 2, 31, 32, 33, 63, 64, 65, 127, 128, 129, 512];
@@ -694,11 +715,10 @@ mod tests {
     #[test]
     fn launch_shapes_and_preconditions() {
         let ln = layernorm_launch(1000, 384).unwrap();
-        assert_eq!((ln.grid, ln.block), (1000, 128));
-        assert_eq!(layernorm_launch(3, 4096).unwrap().block, 128);
-        assert_eq!(layernorm_launch(3, 4098).unwrap().block, 256);
-        assert_eq!(layernorm_launch(3, 32768).unwrap().block, 1024);
-        assert!(layernorm_launch(3, 32770).is_err());
+        assert_eq!((ln.grid, ln.block), (250, 128));
+        assert_eq!(layernorm_launch(1001, 384).unwrap().grid, 251);
+        assert_eq!(layernorm_launch(3, 1024).unwrap().grid, 1);
+        assert!(layernorm_launch(3, 1026).is_err());
         assert!(layernorm_launch(3, 383).is_err());
         assert_eq!(layernorm_launch(0, 384).unwrap().grid, 0);
 
@@ -718,7 +738,10 @@ mod tests {
         assert!(attention_launch(1, 64).is_ok());
 
         let p = pooler_launch(5, 384).unwrap();
-        assert_eq!((p.grid, p.block, p.shared_mem_bytes), (5, 256, 1536));
+        assert_eq!(
+            (p.grid, p.block, p.shared_mem_bytes),
+            (5, POOLER_THREADS, 1536)
+        );
         assert!(pooler_launch(5, 13000).is_err());
         assert!(pooler_launch(5, 7).is_err());
 

@@ -1,0 +1,235 @@
+// CPU model of kernels/attention_mma.cu: the kernel's own source (its PTX wrapper block removed by run.sh)
+// on the kernel emulator's runtime (dev/kernel-emulator/shim: one OS thread per CUDA thread, real block
+// and warp barriers), with each PTX instruction modelled from the PTX ISA's fragment tables below. What it
+// checks: the fragment and swizzle index arithmetic, masking, the online softmax and the output rows,
+// against a float64 reference; under AddressSanitizer also every global and shared-memory index.
+// What it cannot check: timing, cp.async's asynchrony (copies land at once here), register limits, and
+// the hardware's exact fp32 accumulation order inside an mma.
+#include <thread>
+#include <cstdio>
+#include <random>
+#include <functional>
+#include "cuda_fp16.h"  // dev/kernel-emulator/shim/cuda_fp16.h
+thread_local dim3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+EmuBlock* emu;
+
+inline void warp_barrier() { emu->warps[threadIdx.x >> 5]->arrive_and_wait(); }
+inline void __syncwarp() { warp_barrier(); }
+
+// ---- models of the PTX wrappers -----------------------------------------------------------------------
+// Per-warp exchange: each lane publishes its operands, the warp meets, each lane computes its own result
+// from everyone's operands, the warp meets again (so the exchange can be reused).
+struct Exchange {
+    unsigned words[32][6];
+    const void* ptr[32];
+};
+static Exchange xch[32];
+static int lane_id() { return threadIdx.x & 31; }
+static Exchange& my_warp() { return xch[threadIdx.x >> 5]; }
+
+static float h2f(unsigned short bits) {
+    __half h;
+    std::memcpy(&h, &bits, 2);
+    return __half2float(h);
+}
+static float lo_half(unsigned w) { return h2f(w & 0xffff); }
+static float hi_half(unsigned w) { return h2f(w >> 16); }
+
+void cp_async_16(__half* dst, const __half* src, int src_bytes) {
+    if (src_bytes != 0 && src_bytes != 16) std::abort();
+    if (src_bytes == 16) std::memcpy(dst, src, 16);  // the source is read only when src-size is 16
+    else std::memset(dst, 0, 16);
+}
+void cp_async_commit() {}
+void cp_async_wait_all() {}
+
+// ldmatrix .m8n8.x4 (.trans): lane i supplies row i % 8 of matrix i / 8; register j of lane (g, t) gets
+// M_j[g][2t], M_j[g][2t+1] (plain) or M_j[2t][g], M_j[2t+1][g] (.trans), lower element in the low half.
+static void ldmatrix_model(unsigned (&r)[4], const __half* row, bool trans) {
+    Exchange& x = my_warp();
+    const int lane = lane_id(), g = lane >> 2, t = lane & 3;
+    if (reinterpret_cast<uintptr_t>(row) % 16) std::abort();
+    x.ptr[lane] = row;
+    warp_barrier();
+    for (int j = 0; j < 4; ++j) {
+        unsigned short lo, hi;
+        if (!trans) {
+            const __half* m = static_cast<const __half*>(x.ptr[8 * j + g]);
+            std::memcpy(&lo, m + 2 * t, 2);
+            std::memcpy(&hi, m + 2 * t + 1, 2);
+        } else {
+            std::memcpy(&lo, static_cast<const __half*>(x.ptr[8 * j + 2 * t]) + g, 2);
+            std::memcpy(&hi, static_cast<const __half*>(x.ptr[8 * j + 2 * t + 1]) + g, 2);
+        }
+        r[j] = lo | (unsigned)hi << 16;
+    }
+    warp_barrier();
+}
+void ldmatrix_x4(unsigned (&r)[4], const __half* row) { ldmatrix_model(r, row, false); }
+void ldmatrix_x4_trans(unsigned (&r)[4], const __half* row) { ldmatrix_model(r, row, true); }
+
+// mma.m16n8k16.row.col f32.f16.f16.f32, lane (g, t):
+//   A: a[i] holds A[g + 8 (i & 1)][2t + 8 (i >> 1) + {0, 1}];  B: b_i holds B[2t + 8 i + {0, 1}][g];
+//   C/D: d[i] is C[g + 8 (i >> 1)][2t + (i & 1)].
+void mma_16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    Exchange& x = my_warp();
+    const int lane = lane_id(), g = lane >> 2, t = lane & 3;
+    for (int i = 0; i < 4; ++i) x.words[lane][i] = a[i];
+    x.words[lane][4] = b0;
+    x.words[lane][5] = b1;
+    warp_barrier();
+    float A[16][16], B[16][8];
+    for (int l = 0; l < 32; ++l) {
+        const int gl = l >> 2, tl = l & 3;
+        for (int i = 0; i < 4; ++i) {
+            const int row = gl + 8 * (i & 1), col = 2 * tl + 8 * (i >> 1);
+            A[row][col] = lo_half(x.words[l][i]);
+            A[row][col + 1] = hi_half(x.words[l][i]);
+        }
+        for (int i = 0; i < 2; ++i) {
+            const int k = 2 * tl + 8 * i;
+            B[k][gl] = lo_half(x.words[l][4 + i]);
+            B[k + 1][gl] = hi_half(x.words[l][4 + i]);
+        }
+    }
+    for (int i = 0; i < 4; ++i) {
+        const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+        float acc = d[i];
+        for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];  // fp16 x fp16 products are exact in fp32
+        d[i] = acc;
+    }
+    warp_barrier();
+}
+// ---- end of the models -------------------------------------------------------------------------------
+
+#include "common.cuh"
+#include "gen/attention_mma.cu"
+
+void launch(unsigned grid, unsigned block, const std::function<void()>& f) {
+    blockDim.x = block;
+    gridDim.x = grid;
+    for (unsigned b = 0; b < grid; ++b) {
+        EmuBlock e;
+        e.block = std::make_unique<std::barrier<>>(block);
+        for (unsigned w = 0; w < (block + 31) / 32; ++w)
+            e.warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, block - 32 * w)));
+        e.slots.assign(block, 0.f);
+        emu = &e;
+        std::vector<std::thread> th;
+        for (unsigned t = 0; t < block; ++t) th.emplace_back([&, t, b] { threadIdx.x = t; blockIdx.x = b; f(); });
+        for (auto& x : th) x.join();
+    }
+}
+
+std::mt19937 rng(4321);
+std::vector<__half> rand_h(size_t n, float sc) {
+    std::normal_distribution<float> d(0, 1);
+    std::vector<__half> v(n);
+    for (auto& x : v) x = __float2half(sc * d(rng));
+    return v;
+}
+float F(__half h) { return __half2float(h); }
+int fails = 0;
+
+enum class Tiles { Full, Random, Partial };
+
+// lens: pair lengths; heads; cls_only: query 0 only, out row p; tiles: Full = 64-query tiles, Random =
+// random tile sizes 1..64, Partial = full tiles but every third one dropped (its rows must stay untouched).
+void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, Tiles tiles) {
+    const int n = lens.size();
+    std::vector<int> cu(n + 1, 0);
+    for (int i = 0; i < n; ++i) cu[i + 1] = cu[i] + lens[i];
+    const int T = cu[n], H = heads * D;
+    auto qkv = rand_h((size_t)T * 3 * H, qk_scale);  // exactly T rows: reads past them are ASan errors
+    std::vector<int> outoff(n);
+    std::vector<int4> work;
+    std::vector<char> covered;  // per (output row, head): should be written
+    const int out_rows = cls_only ? n : T;
+    covered.assign((size_t)out_rows * heads, 0);
+    int dropped = 0;
+    for (int p = 0; p < n; ++p) {
+        outoff[p] = cls_only ? p : cu[p];
+        for (int h = 0; h < heads; ++h) {
+            if (cls_only) {
+                work.push_back({p, h, 0, 1});
+                covered[(size_t)p * heads + h] = 1;
+                continue;
+            }
+            for (int q0 = 0; q0 < lens[p];) {
+                const int step = tiles == Tiles::Random ? 1 + rng() % ATTN_MMA_Q_TILE : ATTN_MMA_Q_TILE;
+                const int q1 = std::min(lens[p], q0 + step);
+                if (tiles == Tiles::Partial && rng() % 3 == 0) {
+                    ++dropped;
+                } else {
+                    work.push_back({p, h, q0, q1});
+                    for (int q = q0; q < q1; ++q) covered[(size_t)(cu[p] + q) * heads + h] = 1;
+                }
+                q0 = q1;
+            }
+        }
+    }
+    std::shuffle(work.begin(), work.end(), rng);
+    work.push_back({0, heads, 0, 1});  // a head out of range: skipped
+    std::vector<__half> ctx((size_t)out_rows * H, __float2half(-777.f));
+    const float scale = 1.0f / std::sqrt((float)D);
+    const int num_work = work.size();
+    const unsigned grid = num_work + 3;  // blocks past num_work must be no-ops
+    launch(grid, ATTN_MMA_THREADS, [&] {
+        if (D == 32) attention_mma_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
+        else attention_mma_hd64_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
+    });
+    double err = 0;
+    int wrong_writes = 0, unwritten = 0;
+    for (int p = 0; p < n; ++p)
+        for (int h = 0; h < heads; ++h)
+            for (int q = 0; q < (cls_only ? 1 : lens[p]); ++q) {
+                const size_t orow = outoff[p] + q;
+                const __half* out = &ctx[orow * H + h * D];
+                if (!covered[orow * heads + h]) {
+                    for (int i = 0; i < D; ++i) wrong_writes += F(out[i]) != -777.f;
+                    continue;
+                }
+                const __half* qr = &qkv[(size_t)(cu[p] + q) * 3 * H + h * D];
+                std::vector<double> s(lens[p]);
+                double mx = -1e300;
+                for (int k = 0; k < lens[p]; ++k) {
+                    const __half* kr = &qkv[(size_t)(cu[p] + k) * 3 * H + H + h * D];
+                    double d = 0;
+                    for (int i = 0; i < D; ++i) d += (double)F(qr[i]) * F(kr[i]);
+                    s[k] = d * scale;
+                    mx = std::max(mx, s[k]);
+                }
+                double sum = 0;
+                for (auto& v : s) { v = std::exp(v - mx); sum += v; }
+                for (int i = 0; i < D; ++i) {
+                    double o = 0;
+                    for (int k = 0; k < lens[p]; ++k) o += s[k] * F(qkv[(size_t)(cu[p] + k) * 3 * H + 2 * H + h * D + i]);
+                    o /= sum;
+                    if (F(out[i]) == -777.f) ++unwritten;
+                    err = std::max(err, std::abs(o - F(out[i])) / std::max(1.0, std::abs(o)));
+                }
+            }
+    const double tol = 2e-3;
+    const bool ok = err <= tol && !wrong_writes && !unwritten;
+    printf("attention_mma hd%d n=%d T=%d heads=%d %s%s qk_scale=%g  max_rel_err %.3e (tol %.0e)  unwritten %d  "
+           "stray writes %d  %s\n",
+           D, n, T, heads, cls_only ? "CLS" : "full", tiles == Tiles::Random ? " random-tiles" : tiles == Tiles::Partial ? " partial" : "",
+           qk_scale, err, tol, unwritten, wrong_writes, ok ? "ok" : "FAIL");
+    if (!ok) ++fails;
+    (void)dropped;
+}
+
+int main() {
+    const std::vector<int> lens = {1, 2, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200};
+    for (int D : {32, 64}) {
+        test(D, lens, 2, false, 1.f, Tiles::Full);
+        test(D, lens, 3, true, 1.f, Tiles::Full);
+        test(D, {512, 1, 300, 511}, 1, false, 4.f, Tiles::Full);
+        test(D, {512, 5, 77}, 2, true, 4.f, Tiles::Full);
+        test(D, {300, 1, 64, 129, 9}, 2, false, 2.f, Tiles::Random);
+        test(D, {200, 3, 130, 70}, 2, false, 1.f, Tiles::Partial);
+    }
+    printf("%s (%d failures)\n", fails ? "FAILED" : "ALL OK", fails);
+    return fails != 0;
+}
