@@ -39,10 +39,11 @@ pub fn attention_work(cu_seqlens: &[u32], num_heads: usize, queries: Queries) ->
     let len = |p: usize| (cu_seqlens[p + 1] - cu_seqlens[p]) as usize;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&p| std::cmp::Reverse(len(p)));
-    let mut work = Vec::with_capacity(max_work_items(
-        cu_seqlens.last().map_or(0, |&t| t as usize),
-        num_heads,
-    ));
+    let tiles: usize = match queries {
+        Queries::All => (0..n).map(|p| len(p).div_ceil(ATTN_Q_TILE)).sum(),
+        Queries::ClsOnly => n,
+    };
+    let mut work = Vec::with_capacity(tiles * num_heads);
     for p in order {
         let q_end = match queries {
             Queries::All => len(p),
@@ -164,42 +165,35 @@ pub fn pack_batch(
     let data = &mut packed.data;
     data.clear();
     data.resize(layout.total, 0);
-    let put = |data: &mut Vec<i32>, at: usize, values: &mut dyn Iterator<Item = i32>| {
+    // Generic, not `dyn Iterator`: a virtual call per element cost ~150 µs per 16k-token batch.
+    fn put(data: &mut [i32], at: usize, values: impl Iterator<Item = i32>) {
         for (d, v) in data[at..].iter_mut().zip(values) {
             *d = v;
         }
-    };
+    }
     put(
         data,
         layout.input_ids,
-        &mut batch.input_ids.iter().map(|&x| x as i32),
+        batch.input_ids.iter().map(|&x| x as i32),
     );
     put(
         data,
         layout.token_type_ids,
-        &mut batch.token_type_ids.iter().map(|&x| x as i32),
+        batch.token_type_ids.iter().map(|&x| x as i32),
     );
     put(
         data,
         layout.position_ids,
-        &mut batch.position_ids.iter().map(|&x| x as i32),
+        batch.position_ids.iter().map(|&x| x as i32),
     );
-    put(data, layout.cu_seqlens, &mut cu.iter().map(|&x| x as i32));
+    put(data, layout.cu_seqlens, cu.iter().map(|&x| x as i32));
     put(
         data,
         layout.cls_offsets,
-        &mut out_offsets(cu, Queries::ClsOnly).into_iter(),
+        out_offsets(cu, Queries::ClsOnly).into_iter(),
     );
-    put(
-        data,
-        layout.work_all,
-        &mut work_all.iter().flatten().copied(),
-    );
-    put(
-        data,
-        layout.work_cls,
-        &mut work_cls.iter().flatten().copied(),
-    );
+    put(data, layout.work_all, work_all.iter().flatten().copied());
+    put(data, layout.work_cls, work_cls.iter().flatten().copied());
     let max = |v: &[u32]| v.iter().copied().max().unwrap_or(0);
     packed.max_input_id = max(&batch.input_ids);
     packed.max_token_type = max(&batch.token_type_ids);
