@@ -262,8 +262,9 @@ run_checks() {
         # 2026-11-26) in NVIDIA's code, none in xenc's; excluding them with --kernel-name-exclude made the
         # sanitizer itself fail ("failed to handle a hardware exception"). So racecheck sees every kernel and
         # the step fails on any hazard in a kernel that is not nvjet_*, or if the program fails.
+        export -f racecheck_xenc   # `timeout` runs programs, not shell functions
         step "compute-sanitizer racecheck (hazards outside cuBLAS's nvjet_* kernels fail)" 75 \
-            racecheck_xenc "$sanitizer" "${target[@]}"
+            bash -c 'racecheck_xenc "$@"' racecheck "$sanitizer" "${target[@]}"
         step "compute-sanitizer synccheck" 75 "$sanitizer" --tool synccheck --error-exitcode 1 --print-limit 20 "${target[@]}"
     else
         echo "| compute-sanitizer | not found | 0 |" >>"$summary"
