@@ -11,7 +11,7 @@ use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
-/// The device address of a buffer. xenc runs one stream with event tracking off, so the guard cudarc
+/// The device address of a buffer. xenc orders its streams itself with event tracking off, so the guard cudarc
 /// returns has nothing to record and is dropped at once.
 pub(crate) fn addr<T>(gpu: &Gpu, x: &impl DevicePtr<T>) -> u64 {
     let (p, _guard) = x.device_ptr(&gpu.stream);
@@ -61,17 +61,22 @@ impl<T: DeviceRepr + cudarc::driver::ValidAsZeroBits> Pinned<T> {
             .map_err(cuda_err("page-locked memory"))
     }
 
-    /// Queues a copy of the first `len` elements to device address `dst` on the stream.
+    /// Queues a copy of the first `len` elements to device address `dst` on `stream`.
     ///
     /// # Safety
-    /// `dst` must be valid for `len` elements and not be read by earlier work on the stream as anything
-    /// the copy would break.
-    pub unsafe fn upload(&mut self, gpu: &Gpu, len: usize, dst: u64) -> Result<()> {
+    /// `dst` must be valid for `len` elements, and no work that reads its old contents may still be
+    /// pending unless it is ordered before this copy on `stream`.
+    pub unsafe fn upload(
+        &mut self,
+        stream: &cudarc::driver::CudaStream,
+        len: usize,
+        dst: u64,
+    ) -> Result<()> {
         let src = &self.host_mut()?[..len];
-        cudarc::driver::result::memcpy_htod_async(dst, src, gpu.stream.cu_stream())
+        cudarc::driver::result::memcpy_htod_async(dst, src, stream.cu_stream())
             .map_err(cuda_err("copying to the device"))?;
         self.done
-            .record(&gpu.stream)
+            .record(stream)
             .map_err(cuda_err("recording a copy event"))
     }
 
@@ -93,6 +98,11 @@ impl<T: DeviceRepr + cudarc::driver::ValidAsZeroBits> Pinned<T> {
 /// the largest id of each kind and the work-list lengths. Launchers trust device indices only through it.
 pub struct DeviceBatch {
     buf: CudaSlice<i32>,
+    /// Recorded on the compute stream after the last kernel that reads `buf` for the current batch
+    /// ([`DeviceBatch::release`]); the next upload into `buf` waits for it on the copy stream.
+    released: CudaEvent,
+    /// Recorded on the copy stream when the upload has landed; the compute stream waits for it.
+    uploaded: CudaEvent,
     /// Page-locked copy of `packed.data`, the source of the asynchronous upload.
     staging: Pinned<i32>,
     capacity: IndexLayout,
@@ -108,8 +118,15 @@ impl DeviceBatch {
         // SAFETY: every element a kernel reads is written by `upload` first.
         let buf = unsafe { gpu.stream.alloc::<i32>(capacity.total.max(4)) }
             .map_err(cuda_err("index buffer"))?;
+        let event = || {
+            gpu.ctx
+                .new_event(None)
+                .map_err(cuda_err("creating an upload event"))
+        };
         Ok(DeviceBatch {
             staging: Pinned::new(gpu, buf.len(), true)?,
+            released: event()?,
+            uploaded: event()?,
             buf,
             capacity,
             num_heads,
@@ -125,9 +142,10 @@ impl DeviceBatch {
         Ok(b)
     }
 
-    /// Packs `batch` on the host and queues one asynchronous copy from page-locked memory (host buffers
-    /// reused). The caller must not upload into a `DeviceBatch` whose previous batch's kernels are still
-    /// queued unless they come after this copy on the same stream (they do: one stream).
+    /// Packs `batch` on the host and queues one asynchronous copy from page-locked memory on the copy
+    /// stream (host buffers reused): the copy waits until the kernels of the batch this buffer held before
+    /// have released it, and the compute stream waits for the copy before anything queued after this
+    /// call. So while the GPU computes the batch of one `DeviceBatch`, the next can be packed and copied.
     pub fn upload(&mut self, gpu: &Gpu, batch: &RaggedBatch) -> Result<()> {
         self.layout = None;
         let layout =
@@ -140,11 +158,28 @@ impl DeviceBatch {
         }
         self.staging.host_mut()?[..layout.total].copy_from_slice(&self.packed.data);
         let dst = addr(gpu, &self.buf);
-        // SAFETY: buf holds at least layout.total elements (checked above); kernels that read an earlier
-        // batch from buf were queued before this copy on the same stream.
-        unsafe { self.staging.upload(gpu, layout.total, dst)? };
+        gpu.copy_stream
+            .wait(&self.released)
+            .map_err(cuda_err("ordering the upload after the previous batch"))?;
+        // SAFETY: buf holds at least layout.total elements (checked above); the copy stream waits (above)
+        // for every kernel queued to read buf before this upload (`release` records after them).
+        unsafe { self.staging.upload(&gpu.copy_stream, layout.total, dst)? };
+        self.uploaded
+            .record(&gpu.copy_stream)
+            .map_err(cuda_err("recording the upload"))?;
+        gpu.stream
+            .wait(&self.uploaded)
+            .map_err(cuda_err("ordering the kernels after the upload"))?;
         self.layout = Some(layout);
         Ok(())
+    }
+
+    /// Marks, on the compute stream, that every kernel queued so far is done with this batch's indices:
+    /// the next [`DeviceBatch::upload`] into this buffer waits for that point.
+    pub fn release(&self, gpu: &Gpu) -> Result<()> {
+        self.released
+            .record(&gpu.stream)
+            .map_err(cuda_err("recording the end of a batch"))
     }
 
     pub(crate) fn layout(&self, kernel: &str) -> Result<IndexLayout> {

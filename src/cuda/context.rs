@@ -165,11 +165,14 @@ pub(crate) fn cuda_err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Er
     move |e| Error::Cuda(format!("{what}: {e}"))
 }
 
-/// One device with its stream, kernels and cuBLAS handles: what every launcher takes.
-/// All work goes to one stream, so cudarc's per-buffer event tracking is switched off.
+/// One device with its streams, kernels and cuBLAS handles: what every launcher takes.
+/// Kernels, GEMMs and the logits' copy go to `stream`; batch uploads go to `copy_stream`, ordered against
+/// `stream` by explicit events (see `buffers::DeviceBatch::upload`), so cudarc's per-buffer event tracking
+/// is switched off.
 pub struct Gpu {
     pub(crate) ctx: Arc<CudaContext>,
     pub(crate) stream: Arc<CudaStream>,
+    pub(crate) copy_stream: Arc<CudaStream>,
     pub(crate) f: Functions,
     pub(crate) blas: CudaBlas,
     pub(crate) blas_lt: CudaBlasLT,
@@ -189,7 +192,8 @@ impl Gpu {
         }
         require_blas().map_err(Error::Cuda)?;
         let ctx = CudaContext::new(ordinal).map_err(cuda_err("creating the context"))?;
-        // SAFETY: xenc issues all work on the one stream below, so no cross-stream events are needed.
+        // SAFETY: xenc orders its two streams itself with events (uploads on the copy stream, everything
+        // else on the compute stream), so cudarc's automatic cross-stream events are not needed.
         unsafe { ctx.disable_event_tracking() };
         let attr = |a, what| ctx.attribute(a).map_err(cuda_err(what));
         let major = attr(
@@ -211,6 +215,9 @@ impl Gpu {
             sm_count: sms.max(1) as u32,
         };
         let stream = ctx.new_stream().map_err(cuda_err("creating a stream"))?;
+        let copy_stream = ctx
+            .new_stream()
+            .map_err(cuda_err("creating the copy stream"))?;
         let blas = CudaBlas::new(stream.clone())
             .map_err(|e| Error::Cuda(format!("cuBLAS handle: {e}")))?;
         // CudaBlasLT::new panics if its 32 MiB workspace cannot be allocated: make that an error first.
@@ -229,6 +236,7 @@ impl Gpu {
         Ok(Gpu {
             ctx,
             stream,
+            copy_stream,
             f,
             blas,
             blas_lt,

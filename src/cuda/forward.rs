@@ -182,6 +182,7 @@ pub(crate) fn enqueue(
         labels,
     )?;
     lap(clock, gpu, "pooler_classifier")?;
+    a.index[slot].release(gpu)?;
     let len = n * labels;
     // SAFETY: the logits buffer holds at least n * labels floats, written by pooler_classifier above on
     // this stream; the slot's host memory holds as many (both sized from the token budget).
