@@ -11,8 +11,8 @@ use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
-/// The device address of a buffer. xenc orders its streams itself with event tracking off, so the guard cudarc
-/// returns has nothing to record and is dropped at once.
+/// The device address of a buffer. xenc orders its streams itself with event tracking off, so the guard
+/// cudarc returns has nothing to record and is dropped at once.
 pub(crate) fn addr<T>(gpu: &Gpu, x: &impl DevicePtr<T>) -> u64 {
     let (p, _guard) = x.device_ptr(&gpu.stream);
     p

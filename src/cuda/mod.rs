@@ -106,9 +106,9 @@ impl CudaBackend {
 
     /// Runs `count` batches made by `make(k)` and hands each one's logits to `take(k, logits)`, in order
     /// k = 0, 1, ...; while the GPU runs batch k, the host makes, packs and uploads batch k + 1 (two
-    /// slots of index buffers and page-locked logits; uploads on their own stream, ordered against the compute
-    /// stream by events). With profiling
-    /// on, batches run one at a time so that each pass's stage times are its own.
+    /// slots of index buffers and page-locked logits; uploads on their own stream, ordered against the
+    /// compute stream by events). With profiling on, batches run one at a time so that each pass's stage
+    /// times are its own.
     pub fn forward_batches(
         &self,
         count: usize,
