@@ -4,15 +4,12 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use xenc::{CrossEncoder, Device};
 
+mod common;
+
+/// The f32 test checkpoint, if its weights are there.
 fn model_dir() -> Option<std::path::PathBuf> {
-    let root = std::env::var_os("XENC_TEST_MODEL_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".cache/xenc/test-model"))
-        })?;
-    let dir = root.join("f32");
-    dir.join("model.safetensors").is_file().then_some(dir)
+    common::test_model_path("f32/model.safetensors")?;
+    common::test_model_path("f32")
 }
 
 fn cpu_forward(c: &mut Criterion) {

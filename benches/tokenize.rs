@@ -5,19 +5,10 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use xenc::tokenize::{Engine, PairTokenizer};
 
-fn tokenizer_json() -> Option<std::path::PathBuf> {
-    let root = std::env::var_os("XENC_TEST_MODEL_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".cache/xenc/test-model"))
-        })?;
-    let path = root.join("f32/tokenizer.json");
-    path.is_file().then_some(path)
-}
+mod common;
 
 fn tokenize(c: &mut Criterion) {
-    let Some(path) = tokenizer_json() else {
+    let Some(path) = common::test_model_path("f32/tokenizer.json") else {
         eprintln!("tokenize: skipped: no test checkpoint (run `bash scripts/fixtures.sh`)");
         return;
     };

@@ -100,7 +100,7 @@ impl CudaBackend {
     /// positions, tokens ≤ token_budget). The launchers check again what they index with.
     pub fn forward(&self, batch: &RaggedBatch) -> Result<Vec<f32>> {
         let mut out = Vec::new();
-        self.forward_batches(1, |_| Ok(batch.clone()), |_, logits| out = logits)?;
+        self.forward_batches(1, |_| Ok(batch), |_, logits| out = logits)?;
         Ok(out)
     }
 
@@ -109,10 +109,10 @@ impl CudaBackend {
     /// slots of index buffers and page-locked logits; uploads on their own stream, ordered against the
     /// compute stream by events). With profiling on, batches run one at a time so that each pass's stage
     /// times are its own.
-    pub fn forward_batches(
+    pub fn forward_batches<B: std::borrow::Borrow<RaggedBatch>>(
         &self,
         count: usize,
-        mut make: impl FnMut(usize) -> Result<RaggedBatch>,
+        mut make: impl FnMut(usize) -> Result<B>,
         mut take: impl FnMut(usize, Vec<f32>),
     ) -> Result<()> {
         // A panic mid-forward leaves nothing a later forward depends on: every buffer is rewritten.
@@ -124,6 +124,7 @@ impl CudaBackend {
         let mut pending = std::collections::VecDeque::with_capacity(depth);
         for k in 0..count {
             let batch = make(k)?;
+            let batch = batch.borrow();
             if batch.num_tokens() > self.token_budget {
                 return Err(Error::Input(format!(
                     "batch of {} tokens exceeds the CUDA backend's token budget {}",
@@ -138,7 +139,7 @@ impl CudaBackend {
             let slot = k % buffers::SLOTS;
             if batch.num_pairs() > 0 {
                 let (g, c, w) = (&self.gpu, &self.cfg, &self.weights);
-                forward::enqueue(g, c, w, activations, slot, clock, &batch)?;
+                forward::enqueue(g, c, w, activations, slot, clock, batch)?;
             }
             pending.push_back((k, slot, batch.num_pairs()));
         }

@@ -385,26 +385,7 @@ impl WordPiece {
     /// A raw word (no whitespace, no ASCII punctuation) with non-ASCII characters: NFD, marks,
     /// lowercase, then split on whatever became whitespace or punctuation.
     fn normalize_word(&self, w: &str, out: &mut Vec<u32>, norm: &mut String) {
-        norm.clear();
-        let n = self.norm;
-        let mut push = |c: char| {
-            if n.lowercase {
-                norm.extend(c.to_lowercase());
-            } else {
-                norm.push(c);
-            }
-        };
-        if n.strip_accents {
-            w.chars()
-                .nfd()
-                .map(|(c, _)| c)
-                .filter(|&c| class(c) & MN == 0)
-                .for_each(&mut push);
-        } else if n.lowercase {
-            w.chars().for_each(&mut push);
-        } else {
-            norm.push_str(w);
-        }
+        self.strip_and_lowercase(w, norm);
         self.pre_tokenize(norm, out);
     }
 
@@ -462,7 +443,14 @@ impl WordPiece {
                 cleaned.push(c);
             }
         }
+        self.strip_and_lowercase(&cleaned, out);
+    }
+
+    /// `out` = `s` with accents stripped (NFD, nonspacing marks dropped) and lowercased, as the
+    /// normalizer's flags say: the last two steps of `BertNormalizer`, in its order.
+    fn strip_and_lowercase(&self, s: &str, out: &mut String) {
         out.clear();
+        let n = self.norm;
         let mut push = |c: char| {
             if n.lowercase {
                 out.extend(c.to_lowercase());
@@ -471,14 +459,15 @@ impl WordPiece {
             }
         };
         if n.strip_accents {
-            cleaned
-                .as_str()
+            s.chars()
                 .nfd()
                 .map(|(c, _)| c)
                 .filter(|&c| class(c) & MN == 0)
                 .for_each(&mut push);
+        } else if n.lowercase {
+            s.chars().for_each(&mut push);
         } else {
-            cleaned.chars().for_each(&mut push);
+            out.push_str(s);
         }
     }
 
