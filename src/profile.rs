@@ -197,6 +197,16 @@ pub(crate) fn layer_stage(last: bool, stage: usize) -> &'static str {
     }
 }
 
+/// The CPU backend's feed-forward half (FFN-in GEMM, bias+GELU, FFN-out GEMM, bias+residual+LayerNorm),
+/// which it runs fused on blocks of rows and so times as one stage.
+pub(crate) fn fused_ffn_stage(last: bool) -> &'static str {
+    if last {
+        "ffn_fused (cls)"
+    } else {
+        "ffn_fused"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,14 @@
 //! The CPU backend: the whole model in fp32 over a ragged batch, one call per op (see `ops`). It is the
 //! fallback where there is no GPU and the reference the GPU path is checked against.
 
+mod attention;
 pub mod ops;
 mod vmath;
 
 use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::profile::{layer_stage, Laps, Profile};
+use crate::profile::{fused_ffn_stage, layer_stage, Laps, Profile};
 use crate::weights::BertWeights;
 use ops::Queries;
 use std::sync::Mutex;
@@ -105,7 +106,6 @@ impl CpuBackend {
         let mut qkv = vec![0f32; t * 3 * h];
         let mut ctx = vec![0f32; t * h];
         let mut proj = vec![0f32; t * h];
-        let mut ffn = vec![0f32; t * inter];
         let last = cfg.num_hidden_layers - 1;
         for (l, lw) in w.layers.iter().enumerate() {
             ops::linear(
@@ -158,30 +158,20 @@ impl CpuBackend {
                 eps,
             );
             lap(layer_stage(l == last, 3));
-            ops::linear(x_rows, &lw.ffn_in_weight, None, &mut ffn, rows, h, inter);
-            lap(layer_stage(l == last, 4));
-            ops::bias_gelu(&mut ffn[..rows * inter], &lw.ffn_in_bias, inter);
-            lap(layer_stage(l == last, 5));
-            ops::linear(
-                &ffn[..rows * inter],
-                &lw.ffn_out_weight,
-                None,
-                &mut proj,
-                rows,
-                inter,
-                h,
-            );
-            lap(layer_stage(l == last, 6));
-            ops::add_bias_residual_layernorm(
-                &proj[..rows * h],
-                &lw.ffn_out_bias,
+            ops::ffn_residual_layernorm(
                 x_rows,
+                &lw.ffn_in_weight,
+                &lw.ffn_in_bias,
+                &lw.ffn_out_weight,
+                &lw.ffn_out_bias,
                 &lw.ffn_ln_weight,
                 &lw.ffn_ln_bias,
+                rows,
                 h,
+                inter,
                 eps,
             );
-            lap(layer_stage(l == last, 7));
+            lap(fused_ffn_stage(l == last));
         }
 
         let l = cfg.num_labels;
