@@ -44,13 +44,36 @@ void ln_ref(std::vector<double>& v, const __half* g, const __half* b, double eps
     for (size_t i = 0; i < v.size(); ++i) v[i] = (v[i] - m) / std::sqrt(q + eps) * F(g[i]) + F(b[i]);
 }
 
-void test_embed(int T, int H, unsigned block, unsigned grid) {
+// A copy of v placed as a device buffer would be: at a 16-byte aligned address plus `off` elements (off = 2
+// leaves it only 4-byte aligned, which sends the kernels to their half2 paths), fenced by sentinels that
+// nothing may overwrite.
+struct Fenced {
+    static constexpr float kSentinel = -555.f;
+    std::vector<__half> store;
+    size_t at, n;
+    Fenced(const std::vector<__half>& v, int off) : n(v.size()) {
+        store.assign(v.size() + 64, __float2half(kSentinel));
+        const size_t misalign = (reinterpret_cast<size_t>(store.data()) & 15) / sizeof(__half);
+        at = (8 - misalign) % 8 + 16 + off;
+        std::copy(v.begin(), v.end(), store.begin() + at);
+    }
+    __half* p() { return store.data() + at; }
+    __half operator[](size_t i) const { return store[at + i]; }
+    bool fences_ok() const {
+        for (size_t i = 0; i < store.size(); ++i)
+            if ((i < at || i >= at + n) && F(store[i]) != kSentinel) return false;
+        return true;
+    }
+};
+
+void test_embed(int T, int H, unsigned block, unsigned grid, int off = 0) {
     int V = 50, P = 40, TV = 2;
     auto we = rand_h((size_t)V * H), pe = rand_h((size_t)P * H), te = rand_h((size_t)TV * H), g = rand_h(H, .2f, 1.f), b = rand_h(H, .2f);
     std::vector<int> ids(T), tt(T), pos(T);
     for (int t = 0; t < T; ++t) { ids[t] = rng() % V; tt[t] = rng() % TV; pos[t] = rng() % P; }
-    std::vector<__half> out((size_t)T * H, __float2half(-777.f));
-    launch(grid, block, [&] { embed_layernorm_f16(ids.data(), tt.data(), pos.data(), we.data(), pe.data(), te.data(), g.data(), b.data(), out.data(), T, H, 1e-12f); });
+    Fenced dwe(we, off), dpe(pe, off), dte(te, off), dg(g, off), db(b, off);
+    Fenced out(std::vector<__half>((size_t)T * H, __float2half(-777.f)), off);
+    launch(grid, block, [&] { embed_layernorm_f16(ids.data(), tt.data(), pos.data(), dwe.p(), dpe.p(), dte.p(), dg.p(), db.p(), out.p(), T, H, 1e-12f); });
     double err = 0;
     for (int t = 0; t < T; ++t) {
         std::vector<double> v(H);
@@ -58,35 +81,45 @@ void test_embed(int T, int H, unsigned block, unsigned grid) {
         ln_ref(v, g.data(), b.data(), 1e-12);
         for (int c = 0; c < H; ++c) err = std::max(err, std::abs(v[c] - F(out[(size_t)t * H + c])) / std::max(1.0, std::abs(v[c])));
     }
-    char nm[128]; snprintf(nm, 128, "embed_layernorm T=%d H=%d block=%u grid=%u", T, H, block, grid); report(nm, err, 1e-3);
+    if (!out.fences_ok()) err = 1.0;
+    char nm[128]; snprintf(nm, 128, "embed_layernorm T=%d H=%d block=%u grid=%u%s", T, H, block, grid, off ? " half2" : ""); report(nm, err, 1e-3);
 }
 
-void test_ln(int rows, int H, unsigned block, unsigned grid, bool inplace) {
+void test_ln(int rows, int H, unsigned block, unsigned grid, bool inplace, int off = 0) {
     auto x = rand_h((size_t)rows * H, 3.f), bias = rand_h(H), res = rand_h((size_t)rows * H, 2.f, 5.f), g = rand_h(H, .2f, 1.f), b = rand_h(H, .2f);
-    auto res0 = res;
-    std::vector<__half> outbuf((size_t)rows * H, __float2half(-777.f));
-    __half* out = inplace ? res.data() : outbuf.data();
-    launch(grid, block, [&] { add_bias_residual_layernorm_f16(x.data(), bias.data(), res.data(), g.data(), b.data(), out, rows, H, 1e-5f); });
+    Fenced dx(x, off), dbias(bias, off), dres(res, off), dg(g, off), db(b, off);
+    Fenced outbuf(std::vector<__half>((size_t)rows * H, __float2half(-777.f)), off);
+    Fenced& out = inplace ? dres : outbuf;
+    launch(grid, block, [&] { add_bias_residual_layernorm_f16(dx.p(), dbias.p(), dres.p(), dg.p(), db.p(), out.p(), rows, H, 1e-5f); });
     double err = 0;
     for (int r = 0; r < rows; ++r) {
         std::vector<double> v(H);
-        for (int c = 0; c < H; ++c) v[c] = (double)F(x[(size_t)r * H + c]) + F(bias[c]) + F(res0[(size_t)r * H + c]);
+        for (int c = 0; c < H; ++c) v[c] = (double)F(x[(size_t)r * H + c]) + F(bias[c]) + F(res[(size_t)r * H + c]);
         ln_ref(v, g.data(), b.data(), 1e-5);
         for (int c = 0; c < H; ++c) err = std::max(err, std::abs(v[c] - F(out[(size_t)r * H + c])) / std::max(1.0, std::abs(v[c])));
     }
-    char nm[128]; snprintf(nm, 128, "add_bias_residual_layernorm rows=%d H=%d b=%u g=%u %s", rows, H, block, grid, inplace ? "inplace" : ""); report(nm, err, 1e-3);
+    if (!out.fences_ok()) err = 1.0;
+    char nm[128]; snprintf(nm, 128, "add_bias_residual_layernorm rows=%d H=%d b=%u g=%u%s%s", rows, H, block, grid, inplace ? " inplace" : "", off ? " half2" : ""); report(nm, err, 1e-3);
 }
 
-void test_gelu(int rows, int N, unsigned block, unsigned grid) {
-    auto x = rand_h((size_t)rows * N, 2.f), bias = rand_h(N), x0 = x;
-    launch(grid, block, [&] { bias_gelu_f16(x.data(), bias.data(), rows, N); });
+// Also exact: each element must be gelu_erf(x + b) of common.cuh rounded once to fp16 (the kernel's
+// contract since v1), so a change of work split cannot change a bit.
+void test_gelu(int rows, int N, unsigned block, unsigned grid, int off = 0) {
+    auto x0 = rand_h((size_t)rows * N, 2.f), bias = rand_h(N);
+    Fenced x(x0, off), db(bias, off);
+    launch(grid, block, [&] { bias_gelu_f16(x.p(), db.p(), rows, N); });
     double err = 0;
+    size_t inexact = 0;
     for (int r = 0; r < rows; ++r) for (int c = 0; c < N; ++c) {
-        double v = (double)F(x0[(size_t)r * N + c]) + F(bias[c]);
+        const size_t i = (size_t)r * N + c;
+        double v = (double)F(x0[i]) + F(bias[c]);
         double ref = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
-        err = std::max(err, std::abs(ref - F(x[(size_t)r * N + c])) / std::max(1.0, std::abs(ref)));
+        err = std::max(err, std::abs(ref - F(x[i])) / std::max(1.0, std::abs(ref)));
+        const __half want = __float2half(gelu_erf(F(x0[i]) + F(bias[c])));
+        if (std::memcmp(&want, &x.store[x.at + i], sizeof(__half)) != 0) ++inexact;
     }
-    char nm[128]; snprintf(nm, 128, "bias_gelu rows=%d N=%d b=%u g=%u", rows, N, block, grid); report(nm, err, 1e-3);
+    if (!x.fences_ok() || inexact) err = 1.0;
+    char nm[160]; snprintf(nm, 160, "bias_gelu rows=%d N=%d b=%u g=%u%s (%zu not bit-exact)", rows, N, block, grid, off ? " half2" : "", inexact); report(nm, err, 1e-3);
 }
 
 void test_gather(int nsrc, int n, int H, unsigned block, unsigned grid) {
@@ -150,9 +183,17 @@ void test_attn(int D, std::vector<int> lens, int heads, bool cls_only, float qk_
 }
 
 int main() {
+    // LayerNorms. 16-byte layout (H % 8 == 0, H <= 512, 16-byte aligned): L lanes per row, 32 / L rows per
+    // warp, next row prefetched; grids smaller than the work make warps loop. half2 layout otherwise.
     test_embed(5, 384, 128, 5); test_embed(7, 1024, 32, 3); test_embed(3, 2, 32, 3); test_embed(4, 770, 256, 2); test_embed(41, 384, 128, 2);
+    test_embed(41, 384, 128, 2, 2); test_embed(45, 128, 64, 1); test_embed(70, 8, 32, 1); test_embed(9, 24, 32, 2); test_embed(13, 512, 64, 1); test_embed(6, 520, 64, 2);
     test_ln(6, 384, 128, 6, false); test_ln(6, 384, 128, 2, true); test_ln(3, 1024, 1024, 3, true); test_ln(5, 1022, 32, 7, false); test_ln(37, 384, 128, 3, true); test_ln(9, 312, 64, 1, false);
+    test_ln(37, 384, 128, 3, true, 2); test_ln(9, 312, 64, 1, false, 2); test_ln(37, 128, 64, 1, true); test_ln(50, 256, 128, 2, false); test_ln(67, 16, 32, 1, true);
+    test_ln(11, 24, 64, 1, false); test_ln(10, 512, 96, 1, true); test_ln(7, 768, 64, 2, true); test_ln(300, 384, 128, 4, true);
+    // bias_gelu: 16-byte and half2 vectors; fewer threads than columns, idle threads past the last whole set
+    // of columns, odd row counts (the single-row tail), misaligned pointers.
     test_gelu(7, 1536, 256, 3); test_gelu(3, 6, 64, 100); test_gelu(5, 40, 32, 2); test_gelu(4, 1530, 64, 3);
+    test_gelu(33, 1536, 32, 1); test_gelu(50, 64, 64, 1); test_gelu(9, 1536, 64, 5, 2); test_gelu(11, 56, 64, 1); test_gelu(20, 24, 96, 1); test_gelu(40, 1536, 256, 4);
     test_gather(20, 9, 384, 128, 4); test_gather(5, 3, 2, 32, 1);
     test_pool(3, 384, 1, 256, 2); test_pool(4, 66, 3, 64, 4); test_pool(2, 1024, 2, 1024, 1);
     std::vector<int> lens = {1, 2, 63, 64, 65, 127, 128, 129, 200, 17};

@@ -150,7 +150,7 @@ pub fn embed_layernorm(
     const K: &str = "embed_layernorm_f16";
     let lay = batch.layout(K)?;
     let t = lay.tokens;
-    let l = plan::layernorm_launch(t, h).map_err(|m| fail(K, m))?;
+    let l = plan::layernorm_launch_on(t, h, gpu.info.sm_count).map_err(|m| fail(K, m))?;
     let facts = batch.facts();
     let rows = |id: u32| (id as usize + 1) * h;
     let args = [
@@ -287,7 +287,8 @@ pub fn attention_varlen_with(
     launch(gpu, f, k, l, &args)
 }
 
-/// `x = gelu_erf(x + bias)` in place; x `[rows, n]`, bias `[n]`, n even.
+/// `x = gelu_erf(x + bias)` in place; x `[rows, n]`, bias `[n]`, n even. 16-byte aligned x and bias with
+/// n % 8 == 0 take the kernel's 16-byte path, anything else its half2 path (same results).
 pub fn bias_gelu(
     gpu: &Gpu,
     x: &mut impl DevicePtrMut<f16>,
@@ -296,7 +297,7 @@ pub fn bias_gelu(
     n: usize,
 ) -> Result<()> {
     const K: &str = "bias_gelu_f16";
-    let l = plan::elementwise_launch(rows, n, gpu.info.sm_count).map_err(|m| fail(K, m))?;
+    let l = plan::bias_gelu_launch(rows, n, gpu.info.sm_count).map_err(|m| fail(K, m))?;
     let args = [
         half_out(gpu, K, "x", x, rows * n)?,
         half_in(gpu, K, "bias", bias, n)?,
@@ -321,7 +322,7 @@ pub fn add_bias_residual_layernorm(
     eps: f32,
 ) -> Result<()> {
     const K: &str = "add_bias_residual_layernorm_f16";
-    let l = plan::layernorm_launch(rows, h).map_err(|m| fail(K, m))?;
+    let l = plan::layernorm_launch_on(rows, h, gpu.info.sm_count).map_err(|m| fail(K, m))?;
     let out = half_out(gpu, K, "residual", residual, rows * h)?;
     let Arg::Ptr(r, _) = out else { unreachable!() };
     let args = [

@@ -13,8 +13,20 @@ pub const ATTN_THREADS: u32 = 128;
 /// Half2 pairs one lane of a LayerNorm kernel holds: `LN_MAX_PAIRS_PER_LANE` in kernels/common.cuh.
 /// One warp owns a row, so H ≤ 64 · LN_MAX_PAIRS_PER_LANE = 1024.
 pub const LN_MAX_PAIRS_PER_LANE: usize = 16;
-/// Threads per LayerNorm block: one row per warp, so 4 rows per block.
+/// Threads per LayerNorm block: 4 warps, each one row at a time (half2 layout) or 32 / L rows (16-byte
+/// layout, see [`layernorm_rows_per_warp`]).
 pub const LN_THREADS: u32 = 128;
+/// 16-byte vectors one lane of a LayerNorm kernel holds in the 16-byte layout: `LN_WIDE_VECS_PER_LANE` in
+/// kernels/common.cuh. That layout serves H % 8 == 0, H ≤ 8 · 32 · LN_WIDE_VECS_PER_LANE = 512.
+pub const LN_WIDE_VECS_PER_LANE: usize = 2;
+/// Resident [`LN_THREADS`]-blocks per SM of the LayerNorm kernels: their `__launch_bounds__(1024)` caps
+/// registers at 64, and 8 · 128 threads · 64 registers fill the 64 K registers of an SM. A grid of this many
+/// blocks per SM is one full wave in which every warp loops over rows, loading its next row early.
+pub const LN_BLOCKS_PER_SM: u32 = 8;
+/// Resident [`ELEMENTWISE_THREADS`]-blocks per SM of bias_gelu (64 registers at most, as above: 4 · 256).
+pub const BIAS_GELU_BLOCKS_PER_SM: u32 = 4;
+/// 16-byte groups a bias_gelu thread has in flight per iteration (two rows of its column).
+pub const BIAS_GELU_GROUPS_PER_THREAD: usize = 2;
 /// Head dims that have an attention kernel (`attention_varlen_hd32_f16`, `attention_varlen_hd64_f16`).
 pub const ATTN_HEAD_DIMS: [usize; 2] = [32, 64];
 /// Alignment of every tensor in the one fp16 weight allocation.
@@ -221,10 +233,29 @@ fn grid_of(blocks: usize, what: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{blocks} {what} exceed the grid limit"))
 }
 
-/// embed_layernorm and add_bias_residual_layernorm: one warp per row, [`LN_THREADS`] / 32 rows per block;
-/// the row (H values as H/2 pairs) must fit `LN_MAX_PAIRS_PER_LANE` pairs per lane.
+/// Rows one warp of embed_layernorm / add_bias_residual_layernorm holds at a time: 32 / L in the 16-byte
+/// layout (H % 8 == 0, H ≤ 512 and 16-byte aligned pointers, which the crate's buffers are), where L is
+/// the fewest lanes, a power of two, that hold the row's H / 8 vectors at [`LN_WIDE_VECS_PER_LANE`] each
+/// (`ln_wide_lanes` in kernels/common.cuh); 1 in the half2 layout.
+pub fn layernorm_rows_per_warp(h: usize) -> usize {
+    let hv = h / 8;
+    if h == 0 || !h.is_multiple_of(8) || hv > 32 * LN_WIDE_VECS_PER_LANE {
+        return 1;
+    }
+    let mut lanes = 1;
+    while lanes < 32 && lanes * LN_WIDE_VECS_PER_LANE < hv {
+        lanes *= 2;
+    }
+    32 / lanes
+}
+
+/// The most blocks a looping LayerNorm grid gets: gridDim.x · blockDim.x must stay below 2^30.
+const LN_MAX_GRID: usize = (1 << 30) / LN_THREADS as usize - 1;
+
+/// embed_layernorm and add_bias_residual_layernorm: [`LN_THREADS`] threads, every row in one pass (each
+/// warp its [`layernorm_rows_per_warp`] rows); the row must fit the registers of one warp (H ≤ 1024, even).
 pub fn layernorm_launch(rows: usize, h: usize) -> Result<Launch, String> {
-    if h == 0 || h % 2 != 0 {
+    if h == 0 || !h.is_multiple_of(2) {
         return Err(format!("hidden size {h} must be even and positive"));
     }
     let max = 64 * LN_MAX_PAIRS_PER_LANE;
@@ -233,17 +264,48 @@ pub fn layernorm_launch(rows: usize, h: usize) -> Result<Launch, String> {
             "hidden size {h} exceeds {max} (one warp per LayerNorm row)"
         ));
     }
-    let rows_per_block = (LN_THREADS / 32) as usize;
+    let rows_per_block = (LN_THREADS / 32) as usize * layernorm_rows_per_warp(h);
     Ok(Launch {
-        grid: grid_of(rows.div_ceil(rows_per_block), "row groups")?,
+        grid: grid_of(rows.div_ceil(rows_per_block).min(LN_MAX_GRID), "row groups")?,
         block: LN_THREADS,
         shared_mem_bytes: 0,
     })
 }
 
-/// bias_gelu and gather_rows: grid-stride over `rows * width / 2` half2 pairs with 32-bit indices.
+/// [`layernorm_launch`] capped at one full wave, [`LN_BLOCKS_PER_SM`] blocks per SM: the warps then loop
+/// over rows and the 16-byte layout has the next row's loads in flight while it reduces the current one.
+pub fn layernorm_launch_on(rows: usize, h: usize, sm_count: u32) -> Result<Launch, String> {
+    let mut l = layernorm_launch(rows, h)?;
+    l.grid = l.grid.min(sm_count.max(1) * LN_BLOCKS_PER_SM);
+    Ok(l)
+}
+
+/// bias_gelu: [`ELEMENTWISE_THREADS`] threads, each owning one column of 16-byte groups (or half2 pairs when
+/// n % 8 != 0) and [`BIAS_GELU_GROUPS_PER_THREAD`] rows of it per iteration; at most one full wave,
+/// [`BIAS_GELU_BLOCKS_PER_SM`] blocks per SM, that loops down the rows. n even, rows · n ≤ 2^31 - 1.
+pub fn bias_gelu_launch(rows: usize, n: usize, sm_count: u32) -> Result<Launch, String> {
+    if n == 0 || !n.is_multiple_of(2) {
+        return Err(format!("row width {n} must be even and positive"));
+    }
+    let elems = rows.checked_mul(n).filter(|&e| e <= i32::MAX as usize);
+    let elems = elems.ok_or_else(|| format!("{rows} x {n} elements exceed 2^31 - 1"))?;
+    let vectors = if n.is_multiple_of(8) {
+        elems / 8
+    } else {
+        elems / 2
+    };
+    let per_block = ELEMENTWISE_THREADS as usize * BIAS_GELU_GROUPS_PER_THREAD;
+    let cap = (sm_count.max(1) * BIAS_GELU_BLOCKS_PER_SM) as usize;
+    Ok(Launch {
+        grid: vectors.div_ceil(per_block).min(cap) as u32,
+        block: ELEMENTWISE_THREADS,
+        shared_mem_bytes: 0,
+    })
+}
+
+/// gather_rows: grid-stride over `rows * width / 2` half2 pairs with 32-bit indices.
 pub fn elementwise_launch(rows: usize, width: usize, sm_count: u32) -> Result<Launch, String> {
-    if width == 0 || width % 2 != 0 {
+    if width == 0 || !width.is_multiple_of(2) {
         return Err(format!("row width {width} must be even and positive"));
     }
     let elems = rows.checked_mul(width).filter(|&e| e <= i32::MAX as usize);
@@ -273,7 +335,7 @@ pub fn attention_launch(num_work: usize, head_dim: usize) -> Result<Launch, Stri
 
 /// pooler_classifier: one block per pair, `H` fp32 of dynamic shared memory for the pooled vector.
 pub fn pooler_launch(pairs: usize, h: usize) -> Result<Launch, String> {
-    if h == 0 || h % 2 != 0 {
+    if h == 0 || !h.is_multiple_of(2) {
         return Err(format!("hidden size {h} must be even and positive"));
     }
     let shared = h * 4;
@@ -299,7 +361,7 @@ pub fn check_len(what: &str, have: usize, need: usize) -> Result<(), String> {
 
 /// `Err` unless the device address is a multiple of `align` bytes.
 pub fn check_aligned(what: &str, addr: u64, align: u64) -> Result<(), String> {
-    if addr % align != 0 {
+    if !addr.is_multiple_of(align) {
         return Err(format!("{what} at {addr:#x} is not {align}-byte aligned"));
     }
     Ok(())
@@ -532,6 +594,65 @@ mod tests {
             kernel_define("common.cuh", "LN_MAX_PAIRS_PER_LANE"),
             LN_MAX_PAIRS_PER_LANE
         );
+        assert_eq!(
+            kernel_define("common.cuh", "LN_WIDE_VECS_PER_LANE"),
+            LN_WIDE_VECS_PER_LANE
+        );
+    }
+
+    /// The one-wave grids assume the kernels' `__launch_bounds__(1024)`: at most 64 registers per thread,
+    /// so the planned blocks per SM are resident together on every SM with 64 K registers.
+    #[test]
+    fn one_wave_grids_fit_the_register_file() {
+        for f in [
+            "add_bias_layernorm.cu",
+            "embed_layernorm.cu",
+            "bias_gelu.cu",
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("kernels")
+                .join(f);
+            let text = std::fs::read_to_string(path).unwrap();
+            assert!(
+                text.contains("extern \"C\" __global__ void __launch_bounds__(1024)\n"),
+                "{f}"
+            );
+        }
+        let max_regs = 65536 / 1024;
+        assert!(LN_BLOCKS_PER_SM * LN_THREADS * max_regs <= 65536);
+        assert!(BIAS_GELU_BLOCKS_PER_SM * ELEMENTWISE_THREADS * max_regs <= 65536);
+    }
+
+    /// `layernorm_rows_per_warp` mirrors `ln_wide_lanes` of kernels/common.cuh: 32 / L rows, L the fewest
+    /// lanes (a power of two) that hold H / 8 vectors at LN_WIDE_VECS_PER_LANE each; 1 for the half2 layout.
+    #[test]
+    fn layernorm_rows_per_warp_follows_the_layout() {
+        let cases = [
+            (384, 1),  // 48 vectors: 32 lanes, 2 or 1 each
+            (512, 1),  // 64 vectors: 32 lanes, 2 each
+            (256, 2),  // 32 vectors: 16 lanes
+            (312, 1),  // 39 vectors: 32 lanes
+            (128, 4),  // 16 vectors: 8 lanes
+            (24, 16),  // 3 vectors: 2 lanes
+            (16, 32),  // 2 vectors: 1 lane
+            (8, 32),   // 1 vector
+            (520, 1),  // past 512: half2 layout
+            (768, 1),  // half2 layout
+            (1024, 1), // half2 layout
+            (770, 1),  // H % 8 != 0: half2 layout
+            (2, 1),
+        ];
+        for (h, want) in cases {
+            assert_eq!(layernorm_rows_per_warp(h), want, "H = {h}");
+        }
+        for h in (8..=512).step_by(8) {
+            let lanes = 32 / layernorm_rows_per_warp(h);
+            assert!(lanes * LN_WIDE_VECS_PER_LANE >= h / 8, "H = {h}");
+            assert!(
+                lanes == 1 || lanes / 2 * LN_WIDE_VECS_PER_LANE < h / 8,
+                "H = {h}"
+            );
+        }
     }
 
     /// kernels/attention_mma.cu runs on the same work items and launch shape as attention_varlen.cu
@@ -715,6 +836,27 @@ mod tests {
         assert!(layernorm_launch(3, 1026).is_err());
         assert!(layernorm_launch(3, 383).is_err());
         assert_eq!(layernorm_launch(0, 384).unwrap().grid, 0);
+        // 16-byte layout with several rows per warp: H = 128 is 4 rows per warp, 16 per block.
+        assert_eq!(layernorm_launch(1000, 128).unwrap().grid, 63);
+        assert_eq!(layernorm_launch(1000, 768).unwrap().grid, 250);
+        // One full wave: 8 blocks of 128 per SM, the warps loop over the rest.
+        let on = layernorm_launch_on(16343, 384, 132).unwrap();
+        assert_eq!((on.grid, on.block), (132 * 8, 128));
+        assert_eq!(layernorm_launch_on(1000, 384, 132).unwrap().grid, 250);
+        assert_eq!(layernorm_launch_on(0, 384, 132).unwrap().grid, 0);
+        assert!(layernorm_launch_on(3, 1026, 132).is_err());
+        let big = layernorm_launch(i32::MAX as usize, 2).unwrap();
+        assert!(big.grid as u64 * big.block as u64 <= 1 << 30);
+
+        // bias_gelu: two 16-byte groups per thread, at most 4 blocks of 256 per SM.
+        let g = bias_gelu_launch(16343, 1536, 132).unwrap();
+        assert_eq!((g.grid, g.block), (132 * 4, 256));
+        assert_eq!(bias_gelu_launch(10, 1536, 132).unwrap().grid, 4); // 1920 groups
+        assert_eq!(bias_gelu_launch(10, 1530, 132).unwrap().grid, 15); // 7650 half2 pairs
+        assert_eq!(bias_gelu_launch(1, 2, 132).unwrap().grid, 1);
+        assert_eq!(bias_gelu_launch(0, 1536, 132).unwrap().grid, 0);
+        assert!(bias_gelu_launch(1, 3, 132).is_err());
+        assert!(bias_gelu_launch(1 << 21, 1 << 10, 132).is_err());
 
         let e = elementwise_launch(1000, 1536, 132).unwrap();
         assert_eq!(
