@@ -3,8 +3,13 @@
 //! 16,384-token budget. Timed with CUDA events around `iters` back-to-back launches (no host sync inside),
 //! so a figure is device time per launch; throughput is in tokens. Without a usable GPU it says why and
 //! exits (CI). Run on a GPU machine: `cargo bench --bench gpu_kernels` or the prebuilt binary with --bench.
+//!
+//! Then a table of the four GEMM shapes at 16,343 and 5,417 rows (a full batch; a 1 x 50 rerank): every
+//! algorithm cuBLASLt's heuristic offers (up to 8) and the `XENC_GEMM=cublas` path, each timed with
+//! events after a warm-up, median of several runs: device µs and TFLOP/s per launch, the ratio to the
+//! heuristic's first choice (what xenc runs by default), and host µs per call (the enqueue time).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use cudarc::driver::sys::CUevent_flags;
@@ -66,12 +71,130 @@ fn timed(gpu: &Gpu, iters: u64, mut f: impl FnMut()) -> Duration {
     Duration::from_secs_f64(f64::from(ms) / 1e3)
 }
 
+/// Row counts of the GEMM table: the tokens of a full 16,384-token batch and of a 1 x 50 rerank.
+const GEMM_ROWS: [usize; 2] = [16_343, 5_417];
+/// The layer's GEMMs: name, k, n, bias epilogue.
+const GEMMS: [(&str, usize, usize, bool); 4] = [
+    ("qkv+bias", H, 3 * H, true),
+    ("out_proj", H, H, false),
+    ("ffn_in", H, INTER, false),
+    ("ffn_out", INTER, H, false),
+];
+const WARMUP: u64 = 10;
+const RUNS: usize = 7;
+const PER_RUN: u64 = 20;
+
+/// Median over [`RUNS`] runs of [`PER_RUN`] back-to-back launches (after [`WARMUP`] launches and a
+/// sync): device µs per launch from events, host µs per call from the enqueue loop.
+fn median_us(gpu: &Gpu, mut f: impl FnMut()) -> (f64, f64) {
+    for _ in 0..WARMUP {
+        f();
+    }
+    let flags = Some(CUevent_flags::CU_EVENT_DEFAULT);
+    let (mut device, mut host) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        gpu.synchronize().unwrap();
+        let start = gpu.stream().record_event(flags).unwrap();
+        let t0 = Instant::now();
+        for _ in 0..PER_RUN {
+            f();
+        }
+        host.push(t0.elapsed().as_secs_f64() * 1e6 / PER_RUN as f64);
+        let end = gpu.stream().record_event(flags).unwrap();
+        device.push(f64::from(start.elapsed_ms(&end).unwrap()) * 1e3 / PER_RUN as f64);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(device), median(host))
+}
+
+/// The GEMM table: for each shape and row count, every heuristic algorithm and the cuBLAS path.
+fn gemm_algorithms(gpu: &mut Gpu, rng: &mut Rng) {
+    let max_rows = GEMM_ROWS.into_iter().max().unwrap();
+    let x = random(gpu, rng, max_rows * INTER, 1.0);
+    let w = random(gpu, rng, INTER * H, 0.05);
+    let bias = random(gpu, rng, INTER, 0.1);
+    let mut out = random(gpu, rng, max_rows * INTER, 1.0);
+    let default = gpu.gemm_choice();
+    println!(
+        "\ngpu_kernels: GEMM algorithms on {} (device µs per launch: median of {RUNS} runs of \
+         {PER_RUN} after {WARMUP} warm-up; vs #0: time / time of the heuristic's first choice; host µs: \
+         enqueue time per call). xenc runs: {}",
+        gpu.info().describe(),
+        default.describe()
+    );
+    println!(
+        "{:<22} {:>6} {:<8} {:>9} {:>8} {:>7} {:>8}  cuBLASLt algorithm",
+        "shape", "rows", "path", "µs", "TFLOP/s", "vs #0", "host µs"
+    );
+    for rows in GEMM_ROWS {
+        for (name, k, n, with_bias) in GEMMS {
+            let shape = format!("{name} {k}x{n}");
+            let (xv, wv, bv) = (x.slice(..rows * k), w.slice(..n * k), bias.slice(..n));
+            let b = with_bias.then_some(&bv);
+            let flops = 2.0 * (rows * k * n) as f64;
+            let algos =
+                match lt_algorithms(gpu, &xv, &wv, b, &mut out.slice_mut(..rows * n), rows, k, n) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        println!("{shape:<22} {rows:>6} lt       error: {e}");
+                        Vec::new()
+                    }
+                };
+            let mut first = None;
+            let mut row = |path: &str, us: f64, host: f64, what: &str| {
+                let vs = first.map_or(1.0, |f: f64| us / f);
+                first.get_or_insert(us);
+                println!(
+                    "{shape:<22} {rows:>6} {path:<8} {us:>9.2} {:>8.1} {vs:>7.3} {host:>8.2}  {what}",
+                    flops / us / 1e6
+                );
+            };
+            for a in &algos {
+                let mut o = out.slice_mut(..rows * n);
+                let mut go = || linear_lt(gpu, a.index, &xv, &wv, b, &mut o, rows, k, n);
+                if let Err(e) = go() {
+                    println!("{shape:<22} {rows:>6} lt #{:<4} error: {e}", a.index);
+                    continue;
+                }
+                let (us, host) = median_us(gpu, || go().unwrap());
+                row(&format!("lt #{}", a.index), us, host, &a.describe());
+            }
+            gpu.set_gemm_path(GemmPath::Cublas);
+            {
+                let gpu = &*gpu;
+                let mut o = out.slice_mut(..rows * n);
+                let mut go = || match b {
+                    Some(b) => linear_bias(gpu, &xv, &wv, b, &mut o, rows, k, n),
+                    None => linear(gpu, &xv, &wv, &mut o, rows, k, n),
+                };
+                let what = if with_bias {
+                    "cudarc CudaBlasLT::matmul (heuristic per call)"
+                } else {
+                    "cuBLAS cublasGemmEx"
+                };
+                match go() {
+                    Ok(()) => {
+                        let (us, host) = median_us(gpu, || go().unwrap());
+                        row("cublas", us, host, what);
+                    }
+                    Err(e) => println!("{shape:<22} {rows:>6} cublas   error: {e}"),
+                }
+            }
+            gpu.set_gemm_path(default.path);
+        }
+    }
+    gpu.synchronize().unwrap();
+}
+
 fn gpu_kernels(c: &mut Criterion) {
     if let Err(why) = xenc::cuda::probe() {
         eprintln!("gpu_kernels: skipped: {why}");
         return;
     }
-    let gpu = Gpu::new(0).unwrap();
+    let mut gpu = Gpu::new(0).unwrap();
     let mut rng = Rng::new(11);
     let b = batch(&mut rng);
     let (t, n) = (b.num_tokens(), b.num_pairs());
@@ -181,6 +304,7 @@ fn gpu_kernels(c: &mut Criterion) {
     );
     g.finish();
     drop((x, qkv, ctx, proj, ffn, n));
+    gemm_algorithms(&mut gpu, &mut rng);
 }
 
 criterion_group!(benches, gpu_kernels);

@@ -334,59 +334,172 @@ fn pooler_classifier_matches_cpu() {
     }
 }
 
+/// Both GEMMs against the CPU twin, on both paths (`XENC_GEMM`'s default cuBLASLt plans and the cuBLAS
+/// reference path), for the model's four shapes at row counts from a few [CLS] rows (the last layer)
+/// to a 1 x 50 rerank (5,417 tokens): without bias, and with two different biases in a row (the second
+/// reuses the first one's cached plan with a new bias pointer). At the ragged batch's row count, every
+/// algorithm the cuBLASLt heuristic offers is checked too.
 #[test]
 fn gemms_match_cpu() {
-    let Some(gpu) = gpu("gemms_match_cpu") else {
+    let Some(mut gpu) = gpu("gemms_match_cpu") else {
         return;
     };
     let mut rng = Rng::new(7);
-    let rows = LENGTHS.iter().sum::<usize>();
-    for (k, n) in [(384, 1152), (1536, 384), (384, 384)] {
-        let (x, w, bias) = (rng.vec(rows * k, 2.0), rng.vec(n * k, 0.1), rng.vec(n, 0.5));
-        let twin = |x: &[f32], w: &[f32], b: Option<&[f32]>| {
-            let mut out = vec![0f32; rows * n];
-            ops::linear(x, w, b, &mut out, rows, k, n);
-            out
-        };
-        let (dx, dw, db) = (up(&gpu, &x), up(&gpu, &w), up(&gpu, &bias));
-        let mut out = zeros_f16(&gpu, rows * n).unwrap();
-        linear(
-            &gpu,
-            &dx.as_view(),
-            &dw.as_view(),
-            &mut out.as_view_mut(),
-            rows,
-            k,
-            n,
-        )
-        .unwrap();
-        let base = r16(&twin(&r16(&x), &r16(&w), None));
-        check(
-            &format!("linear {rows}x{k}x{n}"),
-            &down(&gpu, &out),
-            &twin(&x, &w, None),
-            &base,
-        );
-        linear_bias(
-            &gpu,
-            &dx.as_view(),
-            &dw.as_view(),
-            &db.as_view(),
-            &mut out.as_view_mut(),
-            rows,
-            k,
-            n,
-        )
-        .unwrap();
-        let base = r16(&twin(&r16(&x), &r16(&w), Some(&r16(&bias))));
-        let reference = twin(&x, &w, Some(&bias));
-        check(
-            &format!("linear_bias {rows}x{k}x{n}"),
-            &down(&gpu, &out),
-            &reference,
-            &base,
-        );
+    let ragged = LENGTHS.iter().sum::<usize>();
+    for rows in [1, 10, 50, ragged, 5417] {
+        for (k, n) in [(384, 1152), (384, 384), (384, 1536), (1536, 384)] {
+            let (x, w) = (rng.vec(rows * k, 2.0), rng.vec(n * k, 0.1));
+            let biases = [rng.vec(n, 0.5), rng.vec(n, 0.5)];
+            let twin = |x: &[f32], w: &[f32], b: Option<&[f32]>| {
+                let mut out = vec![0f32; rows * n];
+                ops::linear(x, w, b, &mut out, rows, k, n);
+                out
+            };
+            // (fp32 reference, fp16 baseline) without bias and with each bias.
+            let refs = |b: Option<&Vec<f32>>| {
+                let base = twin(&r16(&x), &r16(&w), b.map(|b| r16(b)).as_deref());
+                (twin(&x, &w, b.map(|b| b.as_slice())), r16(&base))
+            };
+            let plain = refs(None);
+            let biased = [refs(Some(&biases[0])), refs(Some(&biases[1]))];
+            let (dx, dw) = (up(&gpu, &x), up(&gpu, &w));
+            let db = [up(&gpu, &biases[0]), up(&gpu, &biases[1])];
+            let mut out = zeros_f16(&gpu, rows * n).unwrap();
+            for path in [GemmPath::Lt, GemmPath::Cublas] {
+                gpu.set_gemm_path(path);
+                let shape = format!("{rows}x{k}x{n} ({path:?})");
+                linear(
+                    &gpu,
+                    &dx.as_view(),
+                    &dw.as_view(),
+                    &mut out.as_view_mut(),
+                    rows,
+                    k,
+                    n,
+                )
+                .unwrap();
+                check(
+                    &format!("linear {shape}"),
+                    &down(&gpu, &out),
+                    &plain.0,
+                    &plain.1,
+                );
+                for (i, (db, (reference, base))) in db.iter().zip(&biased).enumerate() {
+                    linear_bias(
+                        &gpu,
+                        &dx.as_view(),
+                        &dw.as_view(),
+                        &db.as_view(),
+                        &mut out.as_view_mut(),
+                        rows,
+                        k,
+                        n,
+                    )
+                    .unwrap();
+                    let name = format!("linear_bias {shape}, bias {i}");
+                    check(&name, &down(&gpu, &out), reference, base);
+                }
+            }
+            gpu.set_gemm_path(GemmPath::Lt);
+            if rows != ragged {
+                continue;
+            }
+            for (bias, (reference, base)) in [(None, &plain), (Some(&db[0]), &biased[0])] {
+                let b = bias.map(|b| b.as_view());
+                let (xv, wv) = (dx.as_view(), dw.as_view());
+                let algos = lt_algorithms(
+                    &gpu,
+                    &xv,
+                    &wv,
+                    b.as_ref(),
+                    &mut out.as_view_mut(),
+                    rows,
+                    k,
+                    n,
+                )
+                .unwrap();
+                assert!(
+                    (1..=HEURISTIC_COUNT).contains(&algos.len()),
+                    "{} algorithms",
+                    algos.len()
+                );
+                for a in &algos {
+                    linear_lt(
+                        &gpu,
+                        a.index,
+                        &xv,
+                        &wv,
+                        b.as_ref(),
+                        &mut out.as_view_mut(),
+                        rows,
+                        k,
+                        n,
+                    )
+                    .unwrap();
+                    let name = format!(
+                        "linear_lt {rows}x{k}x{n} bias {} algorithm {} ({})",
+                        bias.is_some(),
+                        a.index,
+                        a.describe()
+                    );
+                    check(&name, &down(&gpu, &out), reference, base);
+                }
+                // An algorithm the heuristic did not offer is an error naming the GEMM.
+                let e = linear_lt(
+                    &gpu,
+                    algos.len(),
+                    &xv,
+                    &wv,
+                    b.as_ref(),
+                    &mut out.as_view_mut(),
+                    rows,
+                    k,
+                    n,
+                )
+                .unwrap_err()
+                .to_string();
+                assert!(e.contains(&format!("{rows}x{k}x{n}")), "{e}");
+            }
+        }
     }
+    gpu.synchronize().unwrap();
+}
+
+/// More distinct row counts than the plan cache holds: it is emptied (its cuBLASLt objects destroyed)
+/// along the way, and GEMMs before and after stay right.
+#[test]
+fn gemm_plans_survive_the_cache_emptying() {
+    let Some(mut gpu) = gpu("gemm_plans_survive_the_cache_emptying") else {
+        return;
+    };
+    gpu.set_gemm_path(GemmPath::Lt);
+    let mut rng = Rng::new(9);
+    let (k, n) = (64, 32);
+    let max_rows = PLAN_CACHE_CAP + 40;
+    let (x, w) = (rng.vec(max_rows * k, 2.0), rng.vec(n * k, 0.1));
+    let (dx, dw) = (up(&gpu, &x), up(&gpu, &w));
+    let mut out = zeros_f16(&gpu, max_rows * n).unwrap();
+    for rows in 1..=max_rows {
+        let (xv, mut ov) = (dx.slice(..rows * k), out.slice_mut(..rows * n));
+        linear(&gpu, &xv, &dw.as_view(), &mut ov, rows, k, n).unwrap();
+        if rows % 97 == 0 || rows == max_rows {
+            let xs = &x[..rows * k];
+            let twin = |x: &[f32], w: &[f32]| {
+                let mut o = vec![0f32; rows * n];
+                ops::linear(x, w, None, &mut o, rows, k, n);
+                o
+            };
+            let got = download_f16(&gpu, &out.slice(..rows * n)).unwrap();
+            let base = r16(&twin(&r16(xs), &r16(&w)));
+            check(
+                &format!("linear {rows}x{k}x{n}"),
+                &got,
+                &twin(xs, &w),
+                &base,
+            );
+        }
+    }
+    gpu.synchronize().unwrap();
 }
 
 #[test]

@@ -1,16 +1,17 @@
 //! Finding CUDA. Every library is checked with cudarc's presence test before its first call (cudarc
 //! panics on a missing library; xenc returns an error), then the device is opened, and on first use the
-//! process prints once to stderr what it loaded: driver, device, cuBLAS and the files they came from.
+//! process prints once to stderr what it loaded: driver, device, cuBLAS and the files they came from, and
+//! which GEMM path runs (`XENC_GEMM`, see `gemm`).
 
 use std::ffi::{c_void, CStr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::cublaslt::CudaBlasLT;
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaStream};
 
+use super::gemm::{GemmChoice, GemmPath, Gemms};
 use super::modules::{self, Functions};
 use crate::error::{Error, Result};
 
@@ -121,7 +122,7 @@ impl DeviceInfo {
     }
 }
 
-fn banner(info: &DeviceInfo, functions: &Functions) -> String {
+fn banner(info: &DeviceInfo, functions: &Functions, gemm: &GemmChoice) -> String {
     use cudarc::cublas::sys::{self as bsys, libraryPropertyType};
     let mut driver = 0;
     // SAFETY: libcuda is loaded (probe passed); cuDriverGetVersion writes one int.
@@ -146,7 +147,7 @@ fn banner(info: &DeviceInfo, functions: &Functions) -> String {
     how.dedup();
     format!(
         "xenc: CUDA driver {}.{} from {}, {} (sm_{}, {} SMs), cuBLAS {major}.{minor}.{patch} from {}, \
-         cuBLASLt from {}, kernels {} loaded as {}",
+         cuBLASLt from {}, kernels {} loaded as {}, GEMMs on {}",
         driver / 1000,
         (driver % 1000) / 10,
         lib_file!(cudarc::driver::sys::culib(), b"cuInit"),
@@ -157,6 +158,7 @@ fn banner(info: &DeviceInfo, functions: &Functions) -> String {
         lib_file!(cudarc::cublaslt::sys::culib(), b"cublasLtCreate"),
         modules::build_summary(),
         how.join("/"),
+        gemm.describe(),
     )
 }
 
@@ -165,7 +167,7 @@ pub(crate) fn cuda_err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Er
     move |e| Error::Cuda(format!("{what}: {e}"))
 }
 
-/// One device with its streams, kernels and cuBLAS handles: what every launcher takes.
+/// One device with its streams, kernels, cuBLAS handle and GEMM state: what every launcher takes.
 /// Kernels, GEMMs and the logits' copy go to `stream`; batch uploads go to `copy_stream`, ordered against
 /// `stream` by explicit events (see `buffers::DeviceBatch::upload`), so cudarc's per-buffer event tracking
 /// is switched off.
@@ -175,14 +177,17 @@ pub struct Gpu {
     pub(crate) copy_stream: Arc<CudaStream>,
     pub(crate) f: Functions,
     pub(crate) blas: CudaBlas,
-    pub(crate) blas_lt: CudaBlasLT,
+    /// The GEMM path (`XENC_GEMM`, read when the GPU is opened) with its cuBLASLt handles, workspace and
+    /// plan cache (`gemm::Gemms`; the cache sits behind a mutex, so `Gpu` stays `Send + Sync`).
+    pub(crate) gemm: Gemms,
     pub(crate) info: DeviceInfo,
 }
 
 static BANNER: Once = Once::new();
 
 impl Gpu {
-    /// Opens device `ordinal`: presence checks, context, stream, cuBLAS(Lt), kernel modules.
+    /// Opens device `ordinal`: presence checks, context, stream, cuBLAS(Lt), kernel modules. The GEMM
+    /// path comes from `XENC_GEMM` / `XENC_GEMM_ALGO` ([`GemmChoice::from_env`]).
     pub fn new(ordinal: usize) -> Result<Self> {
         let count = probe().map_err(Error::Cuda)?;
         if ordinal >= count {
@@ -220,7 +225,8 @@ impl Gpu {
             .map_err(cuda_err("creating the copy stream"))?;
         let blas = CudaBlas::new(stream.clone())
             .map_err(|e| Error::Cuda(format!("cuBLAS handle: {e}")))?;
-        // CudaBlasLT::new panics if its 32 MiB workspace cannot be allocated: make that an error first.
+        // A cuBLASLt workspace is up to 32 MiB (and cudarc's CudaBlasLT::new panics if it cannot get
+        // its own): say so plainly when the device is that full.
         let (free, _) = ctx.mem_get_info().map_err(cuda_err("free memory"))?;
         if free < 64 << 20 {
             return Err(Error::Cuda(format!(
@@ -229,17 +235,17 @@ impl Gpu {
                 free >> 20
             )));
         }
-        let blas_lt = CudaBlasLT::new(stream.clone())
-            .map_err(|e| Error::Cuda(format!("cuBLASLt handle: {e}")))?;
+        let choice = GemmChoice::from_env();
+        let gemm = Gemms::new(&stream, info.arch, choice)?;
         let f = Functions::load(&ctx, info.arch)?;
-        BANNER.call_once(|| eprintln!("{}", banner(&info, &f)));
+        BANNER.call_once(|| eprintln!("{}", banner(&info, &f, &choice)));
         Ok(Gpu {
             ctx,
             stream,
             copy_stream,
             f,
             blas,
-            blas_lt,
+            gemm,
             info,
         })
     }
@@ -262,6 +268,17 @@ impl Gpu {
 
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// The GEMM path and heuristic algorithm `linear` and `linear_bias` use.
+    pub fn gemm_choice(&self) -> GemmChoice {
+        self.gemm.choice
+    }
+
+    /// Switches the GEMM path of this GPU, for A/B tests and benchmarks in one process (the state the
+    /// other path needs is made on its first use).
+    pub fn set_gemm_path(&mut self, path: GemmPath) {
+        self.gemm.choice.path = path;
     }
 }
 

@@ -406,7 +406,7 @@ pub fn pooler_classifier(
     launch(gpu, &gpu.f.pooler_classifier, K, launch_shape, &args)
 }
 
-fn gemm_dims(
+pub(crate) fn gemm_dims(
     what: &str,
     x: usize,
     w: usize,
@@ -427,8 +427,9 @@ fn gemm_dims(
     Ok((fit(rows)?, fit(k)?, fit(n)?))
 }
 
-/// `out[rows, n] = x[rows, k] · w[n, k]ᵀ` with cuBLAS: fp16 in and out, fp32 accumulation. Row-major
-/// through column-major cuBLAS: outᵀ = w · xᵀ, i.e. op(A) = Aᵀ on w's buffer read as `[k, n]`.
+/// `out[rows, n] = x[rows, k] · w[n, k]ᵀ`: fp16 in and out, fp32 accumulation. Row-major through
+/// column-major BLAS: outᵀ = w · xᵀ, i.e. op(A) = Aᵀ on w's buffer read as `[k, n]`. On cuBLASLt with a
+/// plan cached per shape (`gemm`), or with `XENC_GEMM=cublas` on cuBLAS (`cublasGemmEx`).
 pub fn linear(
     gpu: &Gpu,
     x: &CudaView<'_, f16>,
@@ -438,6 +439,11 @@ pub fn linear(
     k: usize,
     n: usize,
 ) -> Result<()> {
+    let choice = gpu.gemm.choice;
+    if choice.path == super::gemm::GemmPath::Lt {
+        let algo = super::gemm::Algo::Preferred(choice.algo);
+        return super::gemm::matmul(gpu, algo, x, w, None, out, rows, k, n);
+    }
     let (r, k, n) = gemm_dims("cuBLAS GEMM", x.len(), w.len(), out.len(), rows, k, n)?;
     if r == 0 {
         return Ok(());
@@ -461,6 +467,7 @@ pub fn linear(
 
 /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ + bias[n]` with cuBLASLt's BIAS epilogue (fp32 accumulation,
 /// the bias added before the one rounding to fp16), so the QKV bias costs no extra pass over the output.
+/// A plan cached per shape (`gemm`), or with `XENC_GEMM=cublas` cudarc's `CudaBlasLT::matmul`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_bias(
     gpu: &Gpu,
@@ -472,6 +479,11 @@ pub fn linear_bias(
     k: usize,
     n: usize,
 ) -> Result<()> {
+    let choice = gpu.gemm.choice;
+    if choice.path == super::gemm::GemmPath::Lt {
+        let algo = super::gemm::Algo::Preferred(choice.algo);
+        return super::gemm::matmul(gpu, algo, x, w, Some(bias), out, rows, k, n);
+    }
     let (r, _, _) = gemm_dims("cuBLASLt GEMM", x.len(), w.len(), out.len(), rows, k, n)?;
     check("cuBLASLt GEMM", plan::check_len("bias", bias.len(), n))?;
     if r == 0 {
@@ -496,8 +508,12 @@ pub fn linear_bias(
         batch_size: None,
     };
     // SAFETY: the lengths were checked against the GEMM's extents above; bias has n (= m) entries.
-    unsafe { gpu.blas_lt.matmul(cfg, w, x, out, Some(bias), None) }
-        .map_err(|e| Error::Cuda(format!("cuBLASLt GEMM+bias {rows}x{k}x{n}: {e}")))
+    unsafe {
+        gpu.gemm
+            .cudarc_lt()?
+            .matmul(cfg, w, x, out, Some(bias), None)
+    }
+    .map_err(|e| Error::Cuda(format!("cuBLASLt GEMM+bias {rows}x{k}x{n}: {e}")))
 }
 
 #[cfg(test)]

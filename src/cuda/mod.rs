@@ -8,12 +8,14 @@
 //! - `modules`: the kernel images build.rs made, loaded once (cubin, PTX, or NVRTC at first use).
 //! - `plan`: all launch arithmetic in plain Rust (work lists, offsets, shapes, sizes, weight layout).
 //! - `launch`: typed launchers, one per kernel, checking the kernel's contract before launching.
+//! - `gemm`: the GEMMs on cuBLASLt with plans cached per shape, or the older cuBLAS path (`XENC_GEMM`).
 //! - `buffers`, `weights`: device buffers (batch indices, activations) and the one weight allocation.
 //! - `forward`: the model, op for op the CPU backend's.
 
 mod buffers;
 mod context;
 mod forward;
+mod gemm;
 mod launch;
 mod modules;
 mod nvrtc;
@@ -39,6 +41,9 @@ pub mod kernels {
         download_f16, download_f32, upload_f16, zeros_f16, zeros_f32, DeviceBatch,
     };
     pub use super::context::{DeviceInfo, Gpu};
+    pub use super::gemm::{
+        linear_lt, lt_algorithms, GemmChoice, GemmPath, LtAlgo, HEURISTIC_COUNT, PLAN_CACHE_CAP,
+    };
     pub use super::launch::{
         add_bias_residual_layernorm, attention_varlen, attention_varlen_with, bias_gelu,
         embed_layernorm, gather_rows, linear, linear_bias, pooler_classifier, AttentionKernel,
@@ -200,7 +205,7 @@ fn supported(cfg: &ModelConfig, token_budget: usize) -> Result<()> {
     {
         return e(m);
     }
-    if cfg.intermediate_size % 2 != 0 {
+    if !cfg.intermediate_size.is_multiple_of(2) {
         return e(format!(
             "intermediate_size {} is odd",
             cfg.intermediate_size
