@@ -14,7 +14,9 @@
 #                                   or ./gpu-report/, and prints its summary. Exit 1 if any step failed.
 #
 # Environment: XENC_CACHE (default $HOME/.cache/xenc), XENC_GPU_BUNDLE (bundle path for `run`),
-# XENC_GPU_CHECK_SECONDS (time budget of `run`, default 290).
+# XENC_GPU_CHECK_SECONDS (time budget of `run`, default 290), XENC_GPU_BASELINE=REV (`prepare` also builds
+# the xenc CLI of git revision REV, in a worktree with its own target dir under $XENC_CACHE, and `run` then
+# benchmarks it right after this tree's CLI: a before/after on the same card in the same run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -65,6 +67,16 @@ prepare() {
     strip -o "$stage/bin/gpu-tests" "$tests_bin"
     strip -o "$stage/bin/gpu-kernel-bench" "$bench_bin"
     strip -o "$stage/bin/xenc" target/release/xenc
+    if [[ -n ${XENC_GPU_BASELINE:-} ]]; then
+        local rev tree=$CACHE/baseline-tree
+        rev=$(git rev-parse --short "$XENC_GPU_BASELINE")
+        git worktree remove --force "$tree" 2>/dev/null || rm -rf "$tree"
+        git worktree add --detach "$tree" "$rev" >/dev/null
+        (cd "$tree" && CARGO_TARGET_DIR=$CACHE/baseline-target cargo build --release --bin xenc)
+        strip -o "$stage/bin/xenc-baseline" "$CACHE/baseline-target/release/xenc"
+        echo "$rev $(git log -1 --format=%s "$rev")" >"$stage/BASELINE"
+        git worktree remove --force "$tree"
+    fi
     cp -r "$model_dir" "$stage/test-model/f16"
     rm -f "$stage/test-model/f16/vocab.txt"   # tokenizer.json is what xenc reads
     cp tests/golden/pairs.jsonl tests/golden/goldens.jsonl tests/golden/meta.json "$stage/golden/"
@@ -190,6 +202,7 @@ run_checks() {
         echo
         echo "- host: $(uname -srm); bundle: $(tidy "$bundle"), unpacked to \$WORK"
         sed 's/^/- bundle /' "$work/MANIFEST"
+        [[ -f $work/BASELINE ]] && echo "- baseline CLI: $(cat "$work/BASELINE")"
         echo "- LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
         echo "- compute-sanitizer: ${sanitizer:-not found}"
         echo
@@ -236,6 +249,15 @@ run_checks() {
         if "$work/bin/xenc" bench --help >/dev/null 2>&1; then
             step "throughput: xenc bench --device cuda" 60 "$work/bin/xenc" bench --model "$model" --device cuda \
                 --generate 2000 --repeats 3 --rerank-runs 20
+            if [[ -x $work/bin/xenc-baseline ]]; then
+                step "baseline $(cut -d' ' -f1 "$work/BASELINE"): the same bench with the CLI of that commit" 60 \
+                    "$work/bin/xenc-baseline" bench --model "$model" --device cuda --generate 2000 --repeats 3 \
+                    --rerank-runs 20
+                step "this tree again (after the baseline, for drift)" 60 "$work/bin/xenc" bench --model "$model" \
+                    --device cuda --generate 2000 --repeats 3 --rerank-runs 20
+            fi
+            step "GEMM A/B: XENC_GEMM=cublas (the cuBLAS GemmEx + per-call cuBLASLt path)" 60 env XENC_GEMM=cublas \
+                "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
             step "where the time goes: xenc bench --device cuda --profile" 60 "$work/bin/xenc" bench --model "$model" \
                 --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --profile
             step "attention A/B: XENC_ATTENTION=simt xenc bench --device cuda" 60 env XENC_ATTENTION=simt \

@@ -460,10 +460,14 @@ mod tests {
                 add_bias_residual_layernorm(&out, &b2, &mut want, &g, &be, h, 1e-12);
                 let mut got = x0.clone();
                 pool.install(|| {
-                    ffn_residual_layernorm(&mut got, &w1, &b1, &w2, &b2, &g, &be, rows, h, inter, 1e-12)
+                    ffn_residual_layernorm(
+                        &mut got, &w1, &b1, &w2, &b2, &g, &be, rows, h, inter, 1e-12,
+                    )
                 });
                 assert!(
-                    got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{rows} rows on {threads} threads"
                 );
             }
