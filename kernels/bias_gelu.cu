@@ -1,8 +1,8 @@
 // bias_gelu.cu — the FFN's first epilogue: x = gelu(x + bias), exact erf form, in place.
 //
 // Layout: x [rows,N] fp16 row-major (GEMM output, overwritten), bias [N] fp16.
-// Math: v = x + b in fp32, 0.5 * v * (1 + erff(v / sqrt(2))) in fp32 (gelu_erf in common.cuh; not the tanh
-//   approximation), one rounding to fp16. v3 computes exactly what v1 and v2 did: bit-identical output.
+// Math: v = x + b in fp32, 0.5 * v * (1 + erf(v / sqrt(2))) in fp32 (gelu_erf in common.cuh: erf to
+//   1.5e-7, not the tanh approximation), one rounding to fp16.
 // Launch: 1-D, any grid.x >= 1 and blockDim.x <= 1024 with gridDim.x * blockDim.x < 2^32. Fastest as one
 //   full wave that loops: `bias_gelu_launch` in src/cuda/plan.rs gives min(work / 512 vectors, 4 blocks
 //   of 256 per SM) (__launch_bounds__(1024) caps registers at 64, so 4 such blocks are resident). No shared
@@ -22,7 +22,9 @@
 //     conversion per group), two independent 16-byte groups per iteration with both loads issued back to
 //     back, one full wave of 4 blocks of 256 per SM (ptxas 12.9, sm_90 SASS: ~231 instead of 254
 //     instructions per 8 values, the erf-GELU itself ~208 of them; 50 registers instead of 32, so 32
-//     instead of 64 warps per SM with the same 32 KB of loads in flight). Not yet measured on a GPU.
+//     instead of 64 warps per SM with the same 32 KB of loads in flight). 35.4 µs on an H200
+//     (2026-11-26 04:57 UTC, benches/gpu_kernels.rs): no faster than v2, as the erf dominates.
+// v4: gelu_erf by Abramowitz & Stegun 7.1.26, branch-free (common.cuh). Not yet measured on a GPU.
 #include "common.cuh"
 
 // v = gelu(v + b) and w = gelu(w + b) for two vectors of P pairs of the same column, interleaved so both

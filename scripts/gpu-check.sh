@@ -54,9 +54,10 @@ prepare() {
     else
         echo "gpu-check: WARNING: no NVRTC here; the GPU machine will compile the kernels at first use" >&2
     fi
-    local tests_bin bench_bin
+    local tests_bin bench_bin host_bin
     tests_bin=$(cargo_executable gpu test --release --no-run --test gpu)
     bench_bin=$(cargo_executable gpu_kernels bench --no-run --bench gpu_kernels)
+    host_bin=$(cargo_executable host_path bench --no-run --bench host_path)
     cargo build --release --bin xenc
     local model_dir=${XENC_TEST_MODEL_DIR:-$CACHE/test-model}/f16
     bash scripts/fixtures.sh   # numpy venv + test checkpoints (the f16 one travels)
@@ -66,6 +67,7 @@ prepare() {
     mkdir -p "$stage/bin" "$stage/golden" "$stage/test-model"
     strip -o "$stage/bin/gpu-tests" "$tests_bin"
     strip -o "$stage/bin/gpu-kernel-bench" "$bench_bin"
+    strip -o "$stage/bin/host-path-bench" "$host_bin"
     strip -o "$stage/bin/xenc" target/release/xenc
     if [[ -n ${XENC_GPU_BASELINE:-} ]]; then
         local rev tree=$CACHE/baseline-tree
@@ -277,6 +279,10 @@ run_checks() {
     if [[ -x $work/bin/gpu-kernel-bench ]]; then
         step "criterion: each kernel on a 16k-token batch (benches/gpu_kernels.rs)" 60 \
             "$work/bin/gpu-kernel-bench" --bench --warm-up-time 0.5 --measurement-time 1 --noplot
+    fi
+    if [[ -x $work/bin/host-path-bench ]]; then
+        step "criterion: rerank's host steps and tokenisation on this machine's cores (benches/host_path.rs)" 90 \
+            "$work/bin/host-path-bench" --bench --warm-up-time 0.3 --measurement-time 0.7 --noplot rerank
     fi
     if [[ -n $sanitizer ]]; then
         step "compute-sanitizer memcheck" 75 "$sanitizer" --tool memcheck --error-exitcode 1 --print-limit 20 "${target[@]}"

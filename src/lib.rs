@@ -62,11 +62,40 @@ fn overlap_chunks(n: usize) -> Vec<std::ops::Range<usize>> {
 /// again cost ~10-150 µs, the more when other processes hold the cores. 20 KiB is ~85 µs.
 const POOL_HANDOFF_BYTES: usize = 20 * 1024;
 
-/// Whether `rerank` should tokenise `bytes` of documents on a pool of `cores` threads: the pool saves at
-/// most (1 - 1/cores) of the calling thread's time, so only when that exceeds the handoff (on 16 cores
-/// from ~21 KiB, so a 1 x 50 rerank of ~38 KB goes to the pool; on 2 cores from 40 KiB).
-fn tokenize_on_pool(bytes: usize, cores: usize) -> bool {
-    bytes.saturating_mul(cores.saturating_sub(1)) > POOL_HANDOFF_BYTES * cores
+/// Bytes of documents a tokenising task gets at least (~35 µs of work at ~240 bytes/µs). On the 16-core
+/// GPU machine (H200 host, 2026-11-26) one task per document on all 16 threads took 0.37 ms for the 1 × 50
+/// rerank's 38 KB, about twice what one thread takes: waking 16 workers costs more than the work. A few
+/// tasks of ≥ 8 KiB each wake only as many.
+const TOKENIZE_TASK_BYTES: usize = 8 * 1024;
+
+/// How many tasks `rerank` tokenises `bytes` of documents in with `cores` threads: 1 (the calling thread)
+/// unless the pool saves more than the handoff costs — at most (1 - 1/cores) of the calling thread's
+/// time, so on 16 cores from ~21 KiB, on 2 cores from 40 KiB — then one per [`TOKENIZE_TASK_BYTES`], at
+/// least 2 and at most `cores`.
+fn tokenize_tasks(bytes: usize, cores: usize) -> usize {
+    if bytes.saturating_mul(cores.saturating_sub(1)) <= POOL_HANDOFF_BYTES * cores {
+        return 1;
+    }
+    (bytes / TOKENIZE_TASK_BYTES).clamp(2, cores.max(2))
+}
+
+/// At most `tasks` contiguous, non-empty ranges of `docs` of about equal bytes (run k ends at the first
+/// document that takes the bytes so far to k/tasks of the total), in order and covering all of them.
+fn byte_runs<D: AsRef<str>>(docs: &[D], tasks: usize) -> Vec<std::ops::Range<usize>> {
+    let tasks = tasks.clamp(1, docs.len().max(1));
+    let total: usize = docs.iter().map(|d| d.as_ref().len()).sum();
+    let mut runs = Vec::with_capacity(tasks);
+    let (mut start, mut acc) = (0, 0);
+    for (i, d) in docs.iter().enumerate() {
+        acc += d.as_ref().len();
+        // Close run k once the bytes so far reach k/tasks of the total (and documents remain).
+        if runs.len() + 1 < tasks && acc * tasks >= total * (runs.len() + 1) && i + 1 < docs.len() {
+            runs.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    runs.push(start..docs.len());
+    runs
 }
 
 /// Default token budget of one batch: pairs are packed, sorted by length, up to this many tokens.
@@ -379,23 +408,25 @@ impl CrossEncoder {
     }
 
     /// `rerank`'s tokenisation: `query` encoded once and joined with each document, in input order (the
-    /// same pairs as `encode_pair`). A few short documents are tokenised on the calling thread, more on
-    /// all cores.
+    /// same pairs as `encode_pair`). A few short documents are tokenised on the calling thread, more in a
+    /// few tasks on rayon's pool (see [`tokenize_tasks`]).
     pub fn encode_documents<D>(&self, query: &str, documents: &[D]) -> Result<Vec<EncodedPair>>
     where
         D: AsRef<str> + Sync,
     {
         let bytes = documents.iter().map(|d| d.as_ref().len()).sum();
-        let pool = tokenize_on_pool(bytes, rayon::current_num_threads());
-        self.encode_documents_on(query, documents, pool)
+        let tasks = tokenize_tasks(bytes, rayon::current_num_threads());
+        self.encode_documents_in(query, documents, tasks)
     }
 
-    /// [`Self::encode_documents`] on rayon's pool or on the calling thread.
-    fn encode_documents_on<D>(
+    /// [`Self::encode_documents`] in `tasks` contiguous runs of documents of about equal bytes, run on
+    /// rayon's pool (1: on the calling thread). Public for the benches, which compare task counts.
+    #[doc(hidden)]
+    pub fn encode_documents_in<D>(
         &self,
         query: &str,
         documents: &[D],
-        pool: bool,
+        tasks: usize,
     ) -> Result<Vec<EncodedPair>>
     where
         D: AsRef<str> + Sync,
@@ -408,14 +439,27 @@ impl CrossEncoder {
                 .join(&q, &d)
                 .map_err(|e| Error::Tokenizer(format!("document {i}: {e}")))
         };
-        if !pool {
+        let runs = byte_runs(documents, tasks);
+        if runs.len() <= 1 {
             return documents.iter().enumerate().map(encode).collect();
         }
-        // Into a Vec first: that collect is indexed and writes in place; one straight into
-        // `Result<Vec>` is not, and goes through a list of vectors.
-        let encoded: Vec<Result<EncodedPair>> =
-            documents.par_iter().enumerate().map(encode).collect();
-        encoded.into_iter().collect()
+        let encoded: Vec<Result<Vec<EncodedPair>>> = runs
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|r| {
+                let start = r.start;
+                documents[r]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| encode((start + i, d)))
+                    .collect()
+            })
+            .collect();
+        let mut out = Vec::with_capacity(documents.len());
+        for run in encoded {
+            out.extend(run?);
+        }
+        Ok(out)
     }
 
     /// Scores `documents` against one `query` (tokenised once) and returns the best `top_k`, best
@@ -451,18 +495,43 @@ mod tests {
 
     #[test]
     fn rerank_tokenises_on_the_pool_only_when_it_pays() {
-        use super::{tokenize_on_pool as pool, POOL_HANDOFF_BYTES as H};
-        assert!(!pool(usize::MAX, 1) && !pool(usize::MAX, 0));
-        assert!(!pool(2 * H, 2) && pool(2 * H + 1, 2));
-        assert!(!pool(H * 16 / 15, 16) && pool(H * 16 / 15 + 1, 16));
-        // The 1 x 50 rerank of `xenc bench` (38,064 bytes): the calling thread on 2 cores, the pool on 16.
-        assert!(!pool(38_064, 2) && pool(38_064, 16));
+        use super::{tokenize_tasks as tasks, POOL_HANDOFF_BYTES as H, TOKENIZE_TASK_BYTES as B};
+        assert_eq!(tasks(usize::MAX / 64, 1), 1);
+        assert_eq!(tasks(usize::MAX / 64, 0), 1);
+        assert_eq!((tasks(2 * H, 2), tasks(2 * H + 1, 2)), (1, 2));
+        assert_eq!((tasks(H * 16 / 15, 16), tasks(H * 16 / 15 + 1, 16)), (1, 2));
+        // The 1 x 50 rerank of `xenc bench` (38,064 bytes): the calling thread on 2 cores, 4 tasks on 16.
+        assert_eq!((tasks(38_064, 2), tasks(38_064, 16)), (1, 4));
+        assert_eq!(tasks(100 * B, 16), 16);
+        assert_eq!(tasks(100 * B, 4), 4);
+    }
+
+    #[test]
+    fn byte_runs_cover_the_documents_in_order() {
+        let docs: Vec<String> = (0..37).map(|i| "x".repeat(1 + (i * 7919) % 300)).collect();
+        for tasks in [0, 1, 2, 3, 4, 16, 37, 50] {
+            let runs = super::byte_runs(&docs, tasks);
+            assert!(runs.len() <= tasks.clamp(1, docs.len()), "{tasks} tasks");
+            assert_eq!(runs[0].start, 0);
+            assert_eq!(runs.last().unwrap().end, docs.len());
+            assert!(runs.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(runs.iter().all(|r| !r.is_empty()));
+        }
+        // About equal bytes: no run holds more than its share plus one document.
+        let runs = super::byte_runs(&docs, 4);
+        assert_eq!(runs.len(), 4);
+        let total: usize = docs.iter().map(|d| d.len()).sum();
+        for r in &runs {
+            let b: usize = docs[r.clone()].iter().map(|d| d.len()).sum();
+            assert!(b <= total / 4 + 300, "{r:?}: {b} of {total}");
+        }
+        assert_eq!(super::byte_runs(&[""; 0], 4), vec![0..0]);
     }
 
     /// Both ways of `encode_documents` give `encode_pair`'s pairs, in order (needs the test checkpoint,
     /// `bash scripts/fixtures.sh`; skipped without it).
     #[test]
-    fn rerank_tokenisation_is_the_same_on_the_calling_thread_and_the_pool() {
+    fn rerank_tokenisation_is_the_same_in_any_number_of_tasks() {
         let root = std::env::var_os("XENC_TEST_MODEL_DIR")
             .map(std::path::PathBuf::from)
             .or_else(|| {
@@ -485,9 +554,9 @@ mod tests {
             .iter()
             .map(|d| tok.encode_pair(query, d).unwrap())
             .collect();
-        for pool in [false, true] {
-            let got = model.encode_documents_on(query, &docs, pool).unwrap();
-            assert_eq!(got, want, "pool: {pool}");
+        for tasks in [1, 2, 3, 7, 60] {
+            let got = model.encode_documents_in(query, &docs, tasks).unwrap();
+            assert_eq!(got, want, "{tasks} tasks");
         }
         assert_eq!(model.encode_documents(query, &docs).unwrap(), want);
         assert!(model.encode_documents(query, &[""; 0]).unwrap().is_empty());

@@ -26,6 +26,7 @@ inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; 
 inline float fmaxf(float a, float b) { return std::fmax(a, b); }
 inline float exp2f(float a) { return std::exp2(a); }
 inline float erff(float a) { return std::erf(a); }
+inline float __fdividef(float a, float b) { return a / b; }
 inline float tanhf(float a) { return std::tanh(a); }
 inline float rsqrtf(float a) { return 1.0f / std::sqrt(a); }
 inline float fmaf(float a, float b, float c) { return std::fma(a, b, c); }
