@@ -95,8 +95,8 @@ fn host_path(c: &mut Criterion) {
     assert_eq!(model.encode_documents(query, &docs).unwrap(), rerank);
     let cores = rayon::current_num_threads();
     let mut group = c.benchmark_group("host_path/rerank_tokenize");
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(2));
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_millis(700));
     let docs_all = 50;
     for n in [1, 2, 4, 8, 16, docs_all] {
         let docs = &docs[..n];

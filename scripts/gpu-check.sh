@@ -282,7 +282,7 @@ run_checks() {
     fi
     if [[ -x $work/bin/host-path-bench ]]; then
         step "criterion: rerank's host steps and tokenisation on this machine's cores (benches/host_path.rs)" 90 \
-            "$work/bin/host-path-bench" --bench --warm-up-time 0.3 --measurement-time 0.7 --noplot rerank
+            "$work/bin/host-path-bench" --bench --warm-up-time 0.3 --measurement-time 0.7 --noplot rerank_tokenize
     fi
     if [[ -n $sanitizer ]]; then
         step "compute-sanitizer memcheck" 75 "$sanitizer" --tool memcheck --error-exitcode 1 --print-limit 20 "${target[@]}"

@@ -62,11 +62,11 @@ fn overlap_chunks(n: usize) -> Vec<std::ops::Range<usize>> {
 /// again cost ~10-150 µs, the more when other processes hold the cores. 20 KiB is ~85 µs.
 const POOL_HANDOFF_BYTES: usize = 20 * 1024;
 
-/// Bytes of documents a tokenising task gets at least (~35 µs of work at ~240 bytes/µs). On the 16-core
-/// GPU machine (H200 host, 2026-11-26) one task per document on all 16 threads took 0.37 ms for the 1 × 50
-/// rerank's 38 KB, about twice what one thread takes: waking 16 workers costs more than the work. A few
-/// tasks of ≥ 8 KiB each wake only as many.
-const TOKENIZE_TASK_BYTES: usize = 8 * 1024;
+/// Bytes of documents a tokenising task gets at least. On the 16-core GPU machine (H200 host,
+/// 2026-11-26 05:07 UTC, `cargo bench --bench host_path -- rerank_tokenize`, workers kept busy) the
+/// 1 × 50 rerank's 38 KB took 256 µs on one thread, 152 µs in 4 tasks and 114 µs in one task per
+/// document on 16 threads: the finer split wins there, so tasks are small (~3 documents each).
+const TOKENIZE_TASK_BYTES: usize = 2 * 1024;
 
 /// How many tasks `rerank` tokenises `bytes` of documents in with `cores` threads: 1 (the calling thread)
 /// unless the pool saves more than the handoff costs — at most (1 - 1/cores) of the calling thread's
@@ -217,9 +217,17 @@ impl CrossEncoderBuilder {
                 self.token_budget
             )));
         }
-        let tokenizer = PairTokenizer::from_file(&tokenizer_path, max_length)?;
-
-        let weights = BertWeights::from_file(&weights_path, &config)?;
+        // The tokenizer (JSON parsing, ~15 ms) loads on another thread while the weights are mapped and
+        // converted; its errors still come first.
+        let (tokenizer, weights) = std::thread::scope(|s| {
+            let tokenizer = s.spawn(|| PairTokenizer::from_file(&tokenizer_path, max_length));
+            let weights = BertWeights::from_file(&weights_path, &config);
+            let tokenizer = tokenizer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (tokenizer, weights)
+        });
+        let (tokenizer, weights) = (tokenizer?, weights?);
         let cuda = |n| CudaBackend::new(&config, &weights, n, self.token_budget).map(Backend::Cuda);
         let backend = match self.device {
             Device::Cpu => None,
@@ -499,9 +507,13 @@ mod tests {
         assert_eq!(tasks(usize::MAX / 64, 1), 1);
         assert_eq!(tasks(usize::MAX / 64, 0), 1);
         assert_eq!((tasks(2 * H, 2), tasks(2 * H + 1, 2)), (1, 2));
-        assert_eq!((tasks(H * 16 / 15, 16), tasks(H * 16 / 15 + 1, 16)), (1, 2));
-        // The 1 x 50 rerank of `xenc bench` (38,064 bytes): the calling thread on 2 cores, 4 tasks on 16.
-        assert_eq!((tasks(38_064, 2), tasks(38_064, 16)), (1, 4));
+        let just_over = H * 16 / 15 + 1;
+        assert_eq!(
+            (tasks(just_over - 1, 16), tasks(just_over, 16)),
+            (1, just_over / B)
+        );
+        // The 1 x 50 rerank of `xenc bench` (38,064 bytes): the calling thread on 2 cores, 16 tasks on 16.
+        assert_eq!((tasks(38_064, 2), tasks(38_064, 16)), (1, 16));
         assert_eq!(tasks(100 * B, 16), 16);
         assert_eq!(tasks(100 * B, 4), 4);
     }
