@@ -2,8 +2,8 @@
 //! pairs of the seeded `xenc bench` workload: a 1 query x 50 document rerank (~5,400 tokens, one batch)
 //! and 143 pairs (~16k tokens, one full batch of the default budget). Steps: `plan_batches`,
 //! `RaggedBatch::from_pairs`, `validate`, `pack_batch` (the CUDA path's index packing, pure Rust), and
-//! rerank's tokenisation on the calling thread against rayon on all cores, for 1 to 50 documents, and
-//! for 50 in 2, 4 and 8 tasks (the measurements behind rerank's choice). Needs the test checkpoint
+//! rerank's tokenisation on the calling thread against rayon on all cores, for 1 to 50 documents (the
+//! measurements behind rerank's choice between the two). Needs the test checkpoint
 //! (`bash scripts/fixtures.sh`); says so and exits if absent.
 //! `cargo bench --bench host_path [-- FILTER]`.
 
@@ -97,8 +97,7 @@ fn host_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("host_path/rerank_tokenize");
     group.warm_up_time(Duration::from_millis(300));
     group.measurement_time(Duration::from_millis(700));
-    let docs_all = 50;
-    for n in [1, 2, 4, 8, 16, docs_all] {
+    for n in [1, 2, 4, 8, 16, 50] {
         let docs = &docs[..n];
         let bytes: usize = docs.iter().map(|d| d.len()).sum();
         eprintln!("host_path: {n} documents are {bytes} bytes");
@@ -122,16 +121,6 @@ fn host_path(c: &mut Criterion) {
                 })
             },
         );
-        if n == docs_all {
-            // rerank's tasks (`CrossEncoder::encode_documents_in`): a few runs of documents on the pool.
-            for tasks in [2, 4, 8] {
-                group.bench_with_input(
-                    BenchmarkId::new(format!("{tasks}-tasks"), n),
-                    docs,
-                    |b, docs| b.iter(|| model.encode_documents_in(query, docs, tasks).unwrap()),
-                );
-            }
-        }
     }
     group.finish();
 }

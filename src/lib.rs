@@ -62,40 +62,14 @@ fn overlap_chunks(n: usize) -> Vec<std::ops::Range<usize>> {
 /// again cost ~10-150 µs, the more when other processes hold the cores. 20 KiB is ~85 µs.
 const POOL_HANDOFF_BYTES: usize = 20 * 1024;
 
-/// Bytes of documents a tokenising task gets at least. On the 16-core GPU machine (H200 host,
-/// 2026-11-26 05:07 UTC, `cargo bench --bench host_path -- rerank_tokenize`, workers kept busy) the
-/// 1 × 50 rerank's 38 KB took 256 µs on one thread, 152 µs in 4 tasks and 114 µs in one task per
-/// document on 16 threads: the finer split wins there, so tasks are small (~3 documents each).
-const TOKENIZE_TASK_BYTES: usize = 2 * 1024;
-
-/// How many tasks `rerank` tokenises `bytes` of documents in with `cores` threads: 1 (the calling thread)
-/// unless the pool saves more than the handoff costs — at most (1 - 1/cores) of the calling thread's
-/// time, so on 16 cores from ~21 KiB, on 2 cores from 40 KiB — then one per [`TOKENIZE_TASK_BYTES`], at
-/// least 2 and at most `cores`.
-fn tokenize_tasks(bytes: usize, cores: usize) -> usize {
-    if bytes.saturating_mul(cores.saturating_sub(1)) <= POOL_HANDOFF_BYTES * cores {
-        return 1;
-    }
-    (bytes / TOKENIZE_TASK_BYTES).clamp(2, cores.max(2))
-}
-
-/// At most `tasks` contiguous, non-empty ranges of `docs` of about equal bytes (run k ends at the first
-/// document that takes the bytes so far to k/tasks of the total), in order and covering all of them.
-fn byte_runs<D: AsRef<str>>(docs: &[D], tasks: usize) -> Vec<std::ops::Range<usize>> {
-    let tasks = tasks.clamp(1, docs.len().max(1));
-    let total: usize = docs.iter().map(|d| d.as_ref().len()).sum();
-    let mut runs = Vec::with_capacity(tasks);
-    let (mut start, mut acc) = (0, 0);
-    for (i, d) in docs.iter().enumerate() {
-        acc += d.as_ref().len();
-        // Close run k once the bytes so far reach k/tasks of the total (and documents remain).
-        if runs.len() + 1 < tasks && acc * tasks >= total * (runs.len() + 1) && i + 1 < docs.len() {
-            runs.push(start..i + 1);
-            start = i + 1;
-        }
-    }
-    runs.push(start..docs.len());
-    runs
+/// Whether `rerank` tokenises `bytes` of documents on rayon's pool (one task per document) rather than on
+/// the calling thread: only when the pool saves more than the handoff costs, at most (1 - 1/cores) of the
+/// calling thread's time — on 16 cores from ~21 KiB, on 2 cores from 40 KiB. On the 16-core GPU machine
+/// (H200 host, 2026-11-26 05:07 and 05:25 UTC, `cargo bench --bench host_path -- rerank_tokenize`) the
+/// 1 × 50 rerank's 38 KB took 256 / 413 µs on one thread, 114 / 141 µs one document per task, and more in
+/// 2, 4, 8 or 16 coarser tasks (152–277 µs): the per-document split wins there.
+fn tokenize_on_pool(bytes: usize, cores: usize) -> bool {
+    bytes.saturating_mul(cores.saturating_sub(1)) > POOL_HANDOFF_BYTES * cores
 }
 
 /// Default token budget of one batch: pairs are packed, sorted by length, up to this many tokens.
@@ -416,25 +390,23 @@ impl CrossEncoder {
     }
 
     /// `rerank`'s tokenisation: `query` encoded once and joined with each document, in input order (the
-    /// same pairs as `encode_pair`). A few short documents are tokenised on the calling thread, more in a
-    /// few tasks on rayon's pool (see [`tokenize_tasks`]).
+    /// same pairs as `encode_pair`). A few short documents are tokenised on the calling thread, more on
+    /// rayon's pool (see [`tokenize_on_pool`]).
     pub fn encode_documents<D>(&self, query: &str, documents: &[D]) -> Result<Vec<EncodedPair>>
     where
         D: AsRef<str> + Sync,
     {
         let bytes = documents.iter().map(|d| d.as_ref().len()).sum();
-        let tasks = tokenize_tasks(bytes, rayon::current_num_threads());
-        self.encode_documents_in(query, documents, tasks)
+        let pool = tokenize_on_pool(bytes, rayon::current_num_threads());
+        self.encode_documents_on(query, documents, pool)
     }
 
-    /// [`Self::encode_documents`] in `tasks` contiguous runs of documents of about equal bytes, run on
-    /// rayon's pool (1: on the calling thread). Public for the benches, which compare task counts.
-    #[doc(hidden)]
-    pub fn encode_documents_in<D>(
+    /// [`Self::encode_documents`] on rayon's pool (one task per document) or on the calling thread.
+    fn encode_documents_on<D>(
         &self,
         query: &str,
         documents: &[D],
-        tasks: usize,
+        pool: bool,
     ) -> Result<Vec<EncodedPair>>
     where
         D: AsRef<str> + Sync,
@@ -447,27 +419,14 @@ impl CrossEncoder {
                 .join(&q, &d)
                 .map_err(|e| Error::Tokenizer(format!("document {i}: {e}")))
         };
-        let runs = byte_runs(documents, tasks);
-        if runs.len() <= 1 {
+        if !pool {
             return documents.iter().enumerate().map(encode).collect();
         }
-        let encoded: Vec<Result<Vec<EncodedPair>>> = runs
-            .into_par_iter()
-            .with_max_len(1)
-            .map(|r| {
-                let start = r.start;
-                documents[r]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| encode((start + i, d)))
-                    .collect()
-            })
-            .collect();
-        let mut out = Vec::with_capacity(documents.len());
-        for run in encoded {
-            out.extend(run?);
-        }
-        Ok(out)
+        // Into a Vec first: that collect is indexed and writes in place; one straight into
+        // `Result<Vec>` is not, and goes through a list of vectors.
+        let encoded: Vec<Result<EncodedPair>> =
+            documents.par_iter().enumerate().map(encode).collect();
+        encoded.into_iter().collect()
     }
 
     /// Scores `documents` against one `query` (tokenised once) and returns the best `top_k`, best
@@ -503,47 +462,18 @@ mod tests {
 
     #[test]
     fn rerank_tokenises_on_the_pool_only_when_it_pays() {
-        use super::{tokenize_tasks as tasks, POOL_HANDOFF_BYTES as H, TOKENIZE_TASK_BYTES as B};
-        assert_eq!(tasks(usize::MAX / 64, 1), 1);
-        assert_eq!(tasks(usize::MAX / 64, 0), 1);
-        assert_eq!((tasks(2 * H, 2), tasks(2 * H + 1, 2)), (1, 2));
-        let just_over = H * 16 / 15 + 1;
-        assert_eq!(
-            (tasks(just_over - 1, 16), tasks(just_over, 16)),
-            (1, just_over / B)
-        );
-        // The 1 x 50 rerank of `xenc bench` (38,064 bytes): the calling thread on 2 cores, 16 tasks on 16.
-        assert_eq!((tasks(38_064, 2), tasks(38_064, 16)), (1, 16));
-        assert_eq!(tasks(100 * B, 16), 16);
-        assert_eq!(tasks(100 * B, 4), 4);
-    }
-
-    #[test]
-    fn byte_runs_cover_the_documents_in_order() {
-        let docs: Vec<String> = (0..37).map(|i| "x".repeat(1 + (i * 7919) % 300)).collect();
-        for tasks in [0, 1, 2, 3, 4, 16, 37, 50] {
-            let runs = super::byte_runs(&docs, tasks);
-            assert!(runs.len() <= tasks.clamp(1, docs.len()), "{tasks} tasks");
-            assert_eq!(runs[0].start, 0);
-            assert_eq!(runs.last().unwrap().end, docs.len());
-            assert!(runs.windows(2).all(|w| w[0].end == w[1].start));
-            assert!(runs.iter().all(|r| !r.is_empty()));
-        }
-        // About equal bytes: no run holds more than its share plus one document.
-        let runs = super::byte_runs(&docs, 4);
-        assert_eq!(runs.len(), 4);
-        let total: usize = docs.iter().map(|d| d.len()).sum();
-        for r in &runs {
-            let b: usize = docs[r.clone()].iter().map(|d| d.len()).sum();
-            assert!(b <= total / 4 + 300, "{r:?}: {b} of {total}");
-        }
-        assert_eq!(super::byte_runs(&[""; 0], 4), vec![0..0]);
+        use super::{tokenize_on_pool as pool, POOL_HANDOFF_BYTES as H};
+        assert!(!pool(usize::MAX, 1) && !pool(usize::MAX, 0));
+        assert!(!pool(2 * H, 2) && pool(2 * H + 1, 2));
+        assert!(!pool(H * 16 / 15, 16) && pool(H * 16 / 15 + 1, 16));
+        // The 1 x 50 rerank of `xenc bench` (38,064 bytes): the calling thread on 2 cores, the pool on 16.
+        assert!(!pool(38_064, 2) && pool(38_064, 16));
     }
 
     /// Both ways of `encode_documents` give `encode_pair`'s pairs, in order (needs the test checkpoint,
     /// `bash scripts/fixtures.sh`; skipped without it).
     #[test]
-    fn rerank_tokenisation_is_the_same_in_any_number_of_tasks() {
+    fn rerank_tokenisation_is_the_same_on_the_calling_thread_and_the_pool() {
         let root = std::env::var_os("XENC_TEST_MODEL_DIR")
             .map(std::path::PathBuf::from)
             .or_else(|| {
@@ -566,9 +496,9 @@ mod tests {
             .iter()
             .map(|d| tok.encode_pair(query, d).unwrap())
             .collect();
-        for tasks in [1, 2, 3, 7, 60] {
-            let got = model.encode_documents_in(query, &docs, tasks).unwrap();
-            assert_eq!(got, want, "{tasks} tasks");
+        for pool in [false, true] {
+            let got = model.encode_documents_on(query, &docs, pool).unwrap();
+            assert_eq!(got, want, "pool: {pool}");
         }
         assert_eq!(model.encode_documents(query, &docs).unwrap(), want);
         assert!(model.encode_documents(query, &[""; 0]).unwrap().is_empty());
