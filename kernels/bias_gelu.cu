@@ -13,8 +13,8 @@
 //   threads and NV vectors per row, thread t owns column t % NV of rows t / NV, t / NV + R, t / NV + 2R, ...
 //   where R = P / NV (threads t >= R * NV idle); if P < NV, thread t owns columns t, t + P, ... of every
 //   row. So a warp's accesses are consecutive vectors, the column's bias is read once into fp32 registers,
-//   there is no division per element, and the thread handles two rows per iteration, both loads issued
-//   before either is used. No two threads touch the same element.
+//   there is no division per element, and the thread handles BIAS_GELU_ROWS rows per iteration, all
+//   loads issued before any is used. No two threads touch the same element.
 //
 // v1: grid-stride over half2 pairs, a modulo per pair (52 µs for 16,343 x 1536 on an H200).
 // v2: 16-byte groups of 8, a 32-bit modulo per group for the bias column (35.4 µs, same shape, H200).
@@ -24,22 +24,13 @@
 //     instructions per 8 values, the erf-GELU itself ~208 of them; 50 registers instead of 32, so 32
 //     instead of 64 warps per SM with the same 32 KB of loads in flight). 35.4 µs on an H200
 //     (2026-11-26 04:57 UTC, benches/gpu_kernels.rs): no faster than v2, as the erf dominates.
-// v4: gelu_erf by Abramowitz & Stegun 7.1.26, branch-free (common.cuh). Not yet measured on a GPU.
+// v4: gelu_erf by Abramowitz & Stegun 7.1.26, branch-free (common.cuh): 35.6 µs (H200, 05:07 UTC): not
+//     compute-bound either. ~2.8 TB/s with 32 KB of loads in flight per SM.
+// v5: BIAS_GELU_ROWS = 4 rows per iteration (64 KB in flight per SM). Not yet measured on a GPU.
 #include "common.cuh"
 
-// v = gelu(v + b) and w = gelu(w + b) for two vectors of P pairs of the same column, interleaved so both
-// loads are needed (and issued) first.
-template <int P>
-__device__ __forceinline__ void bias_gelu_two(typename half_vec<P>::raw& v, typename half_vec<P>::raw& w,
-                                              const float2 (&b)[P]) {
-#pragma unroll
-    for (int k = 0; k < P; ++k) {
-        const float2 f = pair_at<P>(v, k);
-        const float2 e = pair_at<P>(w, k);
-        set_pair<P>(v, k, gelu_erf(f.x + b[k].x), gelu_erf(f.y + b[k].y));
-        set_pair<P>(w, k, gelu_erf(e.x + b[k].x), gelu_erf(e.y + b[k].y));
-    }
-}
+// Rows of its column a thread loads before it computes any (16-byte loads in flight per thread).
+#define BIAS_GELU_ROWS 4
 
 template <int P>
 __device__ __forceinline__ void bias_gelu_one(typename half_vec<P>::raw& v, const float2 (&b)[P]) {
@@ -73,20 +64,29 @@ __device__ __forceinline__ void bias_gelu_columns(__half* x, const __half* bias,
         float2 b[P];
 #pragma unroll
         for (int k = 0; k < P; ++k) b[k] = pair_at<P>(braw, k);
-        V* p = reinterpret_cast<V*>(x) + (size_t)row * NV + col;
-        V* q = p + step;  // two pointers, not p[step]: ptxas then issues both loads back to back
+        // BIAS_GELU_ROWS rows of the column per iteration, all loads issued before any math (separate
+        // pointers, not p[u * step]: ptxas then keeps the loads back to back).
+        V* ptr[BIAS_GELU_ROWS];
+#pragma unroll
+        for (int u = 0; u < BIAS_GELU_ROWS; ++u)
+            ptr[u] = reinterpret_cast<V*>(x) + (size_t)(row + u * row_step) * NV + col;
         unsigned int left = n;
-        for (; left >= 2; left -= 2, p += 2 * step, q += 2 * step) {
-            V v0 = *p;
-            V v1 = *q;
-            bias_gelu_two<P>(v0, v1, b);
-            *p = v0;
-            *q = v1;
+        for (; left >= BIAS_GELU_ROWS; left -= BIAS_GELU_ROWS) {
+            V v[BIAS_GELU_ROWS];
+#pragma unroll
+            for (int u = 0; u < BIAS_GELU_ROWS; ++u) v[u] = *ptr[u];
+#pragma unroll
+            for (int u = 0; u < BIAS_GELU_ROWS; ++u) bias_gelu_one<P>(v[u], b);
+#pragma unroll
+            for (int u = 0; u < BIAS_GELU_ROWS; ++u) {
+                *ptr[u] = v[u];
+                ptr[u] += BIAS_GELU_ROWS * step;
+            }
         }
-        if (left) {
-            V v0 = p[0];
+        for (; left; --left, ptr[0] += step) {  // ptr[0] is at the next row not yet done
+            V v0 = *ptr[0];
             bias_gelu_one<P>(v0, b);
-            p[0] = v0;
+            *ptr[0] = v0;
         }
     }
 }
