@@ -26,7 +26,8 @@
 //     (2026-11-26 04:57 UTC, benches/gpu_kernels.rs): no faster than v2, as the erf dominates.
 // v4: gelu_erf by Abramowitz & Stegun 7.1.26, branch-free (common.cuh): 35.6 µs (H200, 05:07 UTC): not
 //     compute-bound either. ~2.8 TB/s with 32 KB of loads in flight per SM.
-// v5: BIAS_GELU_ROWS = 4 rows per iteration (64 KB in flight per SM). Not yet measured on a GPU.
+// v5: BIAS_GELU_ROWS = 4 rows per iteration (64 KB in flight per SM; 62 registers): 33.75 µs (H200,
+//     2026-11-26 05:45 UTC, benches/gpu_kernels.rs, report docs/gpu-reports/2026-11-26-0545-h200-quick.md).
 #include "common.cuh"
 
 // Rows of its column a thread loads before it computes any (16-byte loads in flight per thread).
