@@ -209,6 +209,23 @@ fn gemm_name(bias: bool, rows: usize, k: usize, n: usize) -> String {
     format!("cuBLASLt GEMM{plus} {rows}x{k}x{n}")
 }
 
+/// Hands `value` to a cuBLASLt attribute setter as (pointer, size); the caller picks T per cuBLASLt's table
+/// of attribute types, so the setter reads exactly one live T.
+fn set_attribute<A: std::fmt::Debug + Copy, T>(
+    call: &str,
+    attr: A,
+    value: &T,
+    gemm: &str,
+    set: impl FnOnce(A, *const c_void, usize) -> cublasStatus_t,
+) -> Result<()> {
+    let s = set(
+        attr,
+        value as *const T as *const c_void,
+        std::mem::size_of::<T>(),
+    );
+    check(s, gemm, &format!("{call}({attr:?})"))
+}
+
 /// A `cublasLtMatrixLayout_t`, destroyed on drop.
 struct Layout(lt::cublasLtMatrixLayout_t);
 
@@ -238,19 +255,15 @@ struct MatmulDesc(lt::cublasLtMatmulDesc_t);
 impl MatmulDesc {
     /// Sets one attribute from a value of the type cuBLASLt documents for it.
     fn set<T>(&self, attr: Desc, value: &T, gemm: &str) -> Result<()> {
-        // SAFETY: `value` is a live T of size_of::<T>() bytes; the caller picks T per cuBLASLt's table.
-        let s = unsafe {
-            lt::cublasLtMatmulDescSetAttribute(
-                self.0,
-                attr,
-                value as *const T as *const c_void,
-                std::mem::size_of::<T>(),
-            )
-        };
-        check(
-            s,
+        set_attribute(
+            "cublasLtMatmulDescSetAttribute",
+            attr,
+            value,
             gemm,
-            &format!("cublasLtMatmulDescSetAttribute({attr:?})"),
+            |a, p, n| {
+                // SAFETY: see set_attribute; the descriptor is live.
+                unsafe { lt::cublasLtMatmulDescSetAttribute(self.0, a, p, n) }
+            },
         )
     }
 
@@ -273,19 +286,15 @@ struct Preference(lt::cublasLtMatmulPreference_t);
 
 impl Preference {
     fn set<T>(&self, attr: Pref, value: &T, gemm: &str) -> Result<()> {
-        // SAFETY: as MatmulDesc::set.
-        let s = unsafe {
-            lt::cublasLtMatmulPreferenceSetAttribute(
-                self.0,
-                attr,
-                value as *const T as *const c_void,
-                std::mem::size_of::<T>(),
-            )
-        };
-        check(
-            s,
+        set_attribute(
+            "cublasLtMatmulPreferenceSetAttribute",
+            attr,
+            value,
             gemm,
-            &format!("cublasLtMatmulPreferenceSetAttribute({attr:?})"),
+            |a, p, n| {
+                // SAFETY: see set_attribute; the preference is live.
+                unsafe { lt::cublasLtMatmulPreferenceSetAttribute(self.0, a, p, n) }
+            },
         )
     }
 }
