@@ -3,7 +3,8 @@
 //! and 143 pairs (~16k tokens, one full batch of the default budget). Steps: `plan_batches`,
 //! `RaggedBatch::from_pairs`, `validate`, `pack_batch` (the CUDA path's index packing, pure Rust), and
 //! rerank's tokenisation on the calling thread against rayon on all cores, for 1 to 50 documents (the
-//! measurements behind rerank's choice between the two). Needs the test checkpoint
+//! measurements behind rerank's choice between the two), also right after ~0.6 ms of idling, as a rerank
+//! after a GPU batch meets the pool (`rerank_tokenize_after_idle`). Needs the test checkpoint
 //! (`bash scripts/fixtures.sh`); says so and exits if absent.
 //! `cargo bench --bench host_path [-- FILTER]`.
 
@@ -122,6 +123,49 @@ fn host_path(c: &mut Criterion) {
             },
         );
     }
+    group.finish();
+
+    // The same 50 documents as a rerank after a GPU batch meets them: the calling thread has been
+    // waiting (spinning, as a CUDA synchronisation does) for ~0.6 ms and rayon's workers have gone to
+    // sleep. Only the tokenisation is timed.
+    let mut group = c.benchmark_group("host_path/rerank_tokenize_after_idle");
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_millis(1500));
+    let bytes: usize = docs.iter().map(|d| d.len()).sum();
+    group.throughput(Throughput::Bytes(bytes as u64));
+    let after_idle = |b: &mut criterion::Bencher, f: &dyn Fn()| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let idle = std::time::Instant::now();
+                while idle.elapsed() < Duration::from_micros(600) {
+                    std::hint::spin_loop();
+                }
+                let t0 = std::time::Instant::now();
+                f();
+                total += t0.elapsed();
+            }
+            total
+        })
+    };
+    let n = docs.len();
+    group.bench_function(BenchmarkId::new("rerank", n), |b| {
+        after_idle(b, &|| {
+            model.encode_documents(query, &docs).unwrap();
+        })
+    });
+    group.bench_function(BenchmarkId::new("1-thread", n), |b| {
+        after_idle(b, &|| {
+            let q = tok.encode_piece(query).unwrap();
+            rerank_encode_serial(&tok, &q, &docs);
+        })
+    });
+    group.bench_function(BenchmarkId::new(format!("{cores}-thread"), n), |b| {
+        after_idle(b, &|| {
+            let q = tok.encode_piece(query).unwrap();
+            rerank_encode_parallel(&tok, &q, &docs);
+        })
+    });
     group.finish();
 }
 

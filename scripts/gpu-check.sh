@@ -231,7 +231,7 @@ run_checks() {
         echo "| $title | $status | $took |" >>"$summary"
         {
             printf '## %s\n\n```\n$ %s\n```\n\nexit %s after %s s (limit %s s)\n\n```text\n' "$title" "$(tidy "$*")" "$rc" "$took" "$max"
-            tidy "$out" | tail -n 400
+            tidy "$out" | tail -n 700
             printf '```\n\n'
         } >>"$report"
         printf '%s\n' "$out" | tail -n 40
@@ -264,6 +264,23 @@ run_checks() {
                 --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --profile
             step "attention A/B: XENC_ATTENTION=simt xenc bench --device cuda" 60 env XENC_ATTENTION=simt \
                 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
+            # Each layer's row-wise half in blocks of rows (FFN intermediate kept in L2), and other batch sizes.
+            for rows in 2048 4096 8192; do
+                step "row blocks A/B: XENC_ROW_BLOCK=$rows xenc bench --device cuda" 30 env XENC_ROW_BLOCK=$rows \
+                    "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
+            done
+            for budget in 8192 32768; do
+                step "token budget A/B: xenc bench --device cuda --token-budget $budget" 30 "$work/bin/xenc" bench \
+                    --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --token-budget $budget
+            done
+            # Hardware counters of one layer's kernels (Nsight Compute; clocks left alone, METHOD.md).
+            if [[ $quick == 0 ]] && command -v ncu >/dev/null; then
+                step "ncu: one layer's kernels of a 16k-token batch (attention, GELU, LayerNorm, GEMMs)" 90 ncu \
+                    --clock-control none --launch-skip 9 --launch-count 8 \
+                    --section SpeedOfLight --section Occupancy --section WarpStateStats \
+                    --section MemoryWorkloadAnalysis "$work/bin/xenc" bench --model "$model" --device cuda \
+                    --generate 400 --repeats 1 --rerank-runs 1
+            fi
         else
             local big=$work/big.jsonl
             for _ in $(seq 10); do cat "$work/golden/pairs.jsonl"; done >"$big"

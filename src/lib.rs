@@ -54,22 +54,58 @@ fn overlap_chunks(n: usize) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-/// What handing `rerank`'s documents to rayon's pool costs, as bytes of text the calling thread would
-/// tokenise in that time. Measured on a 2-core VM (`cargo bench --bench host_path -- rerank_tokenize`):
-/// one thread tokenises ~240 bytes/µs (50 documents, 38 KB: 160 µs) and the pool was never faster
-/// there up to those 50 documents (8 documents, 5.9 KB: 24 µs alone, 30-76 µs on the pool; 16, 11 KB:
-/// 45 µs, 52-117 µs; 50: 160 µs, 170-315 µs): waking the workers, splitting and waking the caller
-/// again cost ~10-150 µs, the more when other processes hold the cores. 20 KiB is ~85 µs.
-const POOL_HANDOFF_BYTES: usize = 20 * 1024;
+/// Below this many bytes of documents `rerank` tokenises on the calling thread alone (~15 µs of work at
+/// ~240 bytes/µs); from it on, helpers from rayon's pool join the calling thread as they wake
+/// (`tokenize::share`). Helpers cost the calling thread one job injection and a copy of the text (a few
+/// µs), and it never waits for one that has not started, so the threshold only keeps tiny reranks free
+/// of that overhead. History: `par_iter` over the documents (the caller asleep until the pool finished)
+/// was 0.30–0.39 ms for the 1 × 50 rerank's 38 KB right after a GPU batch on a 16-core host, 0.11–0.14
+/// ms with the workers warm, 0.26–0.41 ms on one thread (H200 host, 2026-11-26).
+const SHARE_MIN_BYTES: usize = 4 * 1024;
 
-/// Whether `rerank` tokenises `bytes` of documents on rayon's pool (one task per document) rather than on
-/// the calling thread: only when the pool saves more than the handoff costs, at most (1 - 1/cores) of the
-/// calling thread's time — on 16 cores from ~21 KiB, on 2 cores from 40 KiB. On the 16-core GPU machine
-/// (H200 host, 2026-11-26 05:07 and 05:25 UTC, `cargo bench --bench host_path -- rerank_tokenize`) the
-/// 1 × 50 rerank's 38 KB took 256 / 413 µs on one thread, 114 / 141 µs one document per task, and more in
-/// 2, 4, 8 or 16 coarser tasks (152–277 µs): the per-document split wins there.
-fn tokenize_on_pool(bytes: usize, cores: usize) -> bool {
-    bytes.saturating_mul(cores.saturating_sub(1)) > POOL_HANDOFF_BYTES * cores
+/// How many helpers `rerank` asks for to tokenise `bytes` of documents on `cores` threads.
+fn tokenize_helpers(bytes: usize, cores: usize) -> usize {
+    if bytes < SHARE_MIN_BYTES {
+        0
+    } else {
+        cores.saturating_sub(1)
+    }
+}
+
+/// What helpers tokenising `rerank`'s documents own (they may outlive the call): the tokenizer, the
+/// query's piece, and the documents' text end to end (`ends[i]` is where document i stops).
+struct DocumentsToEncode {
+    tokenizer: std::sync::Arc<PairTokenizer>,
+    query: tokenize::Piece,
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl DocumentsToEncode {
+    fn encode(&self, i: usize) -> Result<EncodedPair> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        encode_document(
+            &self.tokenizer,
+            &self.query,
+            &self.text[start..self.ends[i]],
+            i,
+        )
+    }
+}
+
+/// Document `i` of a rerank joined to the query's piece; errors name the document.
+fn encode_document(
+    tok: &PairTokenizer,
+    query: &tokenize::Piece,
+    document: &str,
+    i: usize,
+) -> Result<EncodedPair> {
+    let at = |e: Error| match e {
+        Error::Tokenizer(m) => Error::Tokenizer(format!("document {i}: {m}")),
+        other => other,
+    };
+    let d = tok.encode_piece(document).map_err(at)?;
+    tok.join(query, &d).map_err(at)
 }
 
 /// Default token budget of one batch: pairs are packed, sorted by length, up to this many tokens.
@@ -228,7 +264,7 @@ impl CrossEncoderBuilder {
 
         Ok(CrossEncoder {
             config,
-            tokenizer,
+            tokenizer: std::sync::Arc::new(tokenizer),
             backend,
             activation,
             token_budget: self.token_budget,
@@ -246,7 +282,7 @@ enum Backend {
 /// A loaded cross-encoder. Inference takes `&self`; the model is `Send + Sync` and can be shared.
 pub struct CrossEncoder {
     config: ModelConfig,
-    tokenizer: PairTokenizer,
+    tokenizer: std::sync::Arc<PairTokenizer>,
     backend: Backend,
     activation: Activation,
     token_budget: usize,
@@ -390,43 +426,50 @@ impl CrossEncoder {
     }
 
     /// `rerank`'s tokenisation: `query` encoded once and joined with each document, in input order (the
-    /// same pairs as `encode_pair`). A few short documents are tokenised on the calling thread, more on
-    /// rayon's pool (see [`tokenize_on_pool`]).
+    /// same pairs as `encode_pair`). A few short documents are tokenised on the calling thread alone,
+    /// more with helpers from rayon's pool joining it (see [`SHARE_MIN_BYTES`]).
     pub fn encode_documents<D>(&self, query: &str, documents: &[D]) -> Result<Vec<EncodedPair>>
     where
-        D: AsRef<str> + Sync,
+        D: AsRef<str>,
     {
         let bytes = documents.iter().map(|d| d.as_ref().len()).sum();
-        let pool = tokenize_on_pool(bytes, rayon::current_num_threads());
-        self.encode_documents_on(query, documents, pool)
+        let helpers = tokenize_helpers(bytes, rayon::current_num_threads());
+        self.encode_documents_with(query, documents, helpers)
     }
 
-    /// [`Self::encode_documents`] on rayon's pool (one task per document) or on the calling thread.
-    fn encode_documents_on<D>(
+    /// [`Self::encode_documents`] with up to `helpers` helpers (0: the calling thread alone).
+    fn encode_documents_with<D>(
         &self,
         query: &str,
         documents: &[D],
-        pool: bool,
+        helpers: usize,
     ) -> Result<Vec<EncodedPair>>
     where
-        D: AsRef<str> + Sync,
+        D: AsRef<str>,
     {
-        use rayon::prelude::*;
         let q = self.tokenizer.encode_piece(query)?;
-        let encode = |(i, d): (usize, &D)| -> Result<EncodedPair> {
-            let d = self.tokenizer.encode_piece(d.as_ref())?;
-            self.tokenizer
-                .join(&q, &d)
-                .map_err(|e| Error::Tokenizer(format!("document {i}: {e}")))
-        };
-        if !pool {
+        if helpers == 0 || documents.len() < 2 {
+            let encode = |(i, d): (usize, &D)| encode_document(&self.tokenizer, &q, d.as_ref(), i);
             return documents.iter().enumerate().map(encode).collect();
         }
-        // Into a Vec first: that collect is indexed and writes in place; one straight into
-        // `Result<Vec>` is not, and goes through a list of vectors.
-        let encoded: Vec<Result<EncodedPair>> =
-            documents.par_iter().enumerate().map(encode).collect();
-        encoded.into_iter().collect()
+        let mut text = String::with_capacity(documents.iter().map(|d| d.as_ref().len()).sum());
+        let ends = documents
+            .iter()
+            .map(|d| {
+                text.push_str(d.as_ref());
+                text.len()
+            })
+            .collect();
+        let ctx = DocumentsToEncode {
+            tokenizer: self.tokenizer.clone(),
+            query: q,
+            text,
+            ends,
+        };
+        let n = documents.len();
+        tokenize::share::map_with_helpers(ctx, n, helpers, DocumentsToEncode::encode)
+            .into_iter()
+            .collect()
     }
 
     /// Scores `documents` against one `query` (tokenised once) and returns the best `top_k`, best
@@ -461,13 +504,14 @@ mod tests {
     }
 
     #[test]
-    fn rerank_tokenises_on_the_pool_only_when_it_pays() {
-        use super::{tokenize_on_pool as pool, POOL_HANDOFF_BYTES as H};
-        assert!(!pool(usize::MAX, 1) && !pool(usize::MAX, 0));
-        assert!(!pool(2 * H, 2) && pool(2 * H + 1, 2));
-        assert!(!pool(H * 16 / 15, 16) && pool(H * 16 / 15 + 1, 16));
-        // The 1 x 50 rerank of `xenc bench` (38,064 bytes): the calling thread on 2 cores, the pool on 16.
-        assert!(!pool(38_064, 2) && pool(38_064, 16));
+    fn rerank_asks_for_helpers_from_a_few_kib_on() {
+        use super::{tokenize_helpers as helpers, SHARE_MIN_BYTES as S};
+        assert_eq!(helpers(usize::MAX, 1), 0);
+        assert_eq!(helpers(usize::MAX, 0), 0);
+        assert_eq!(helpers(S - 1, 16), 0);
+        assert_eq!(helpers(S, 16), 15);
+        // The 1 x 50 rerank of `xenc bench` (38,064 bytes).
+        assert_eq!(helpers(38_064, 2), 1);
     }
 
     /// Both ways of `encode_documents` give `encode_pair`'s pairs, in order (needs the test checkpoint,
@@ -496,9 +540,9 @@ mod tests {
             .iter()
             .map(|d| tok.encode_pair(query, d).unwrap())
             .collect();
-        for pool in [false, true] {
-            let got = model.encode_documents_on(query, &docs, pool).unwrap();
-            assert_eq!(got, want, "pool: {pool}");
+        for helpers in [0, 1, 3, 15] {
+            let got = model.encode_documents_with(query, &docs, helpers).unwrap();
+            assert_eq!(got, want, "helpers: {helpers}");
         }
         assert_eq!(model.encode_documents(query, &docs).unwrap(), want);
         assert!(model.encode_documents(query, &[""; 0]).unwrap().is_empty());

@@ -324,6 +324,36 @@ pub fn bias_gelu_launch(rows: usize, n: usize, sm_count: u32) -> Result<Launch, 
     })
 }
 
+/// The row blocks the row-wise half of a layer (out-proj, LayerNorm, FFN-in, GELU, FFN-out, LayerNorm)
+/// runs in, one after another: `rows` split into the fewest blocks of at most `block` rows, of near-equal
+/// size (the first `rows % count` one row longer), in order, covering every row once. `block == 0` means
+/// one block of all rows. Blocks keep a block's FFN intermediate (`block · intermediate` fp16) in L2
+/// between the FFN-in GEMM, bias+GELU and the FFN-out GEMM instead of a round trip through DRAM.
+pub fn row_blocks(rows: usize, block: usize) -> Vec<std::ops::Range<usize>> {
+    if rows == 0 {
+        return Vec::new();
+    }
+    let count = if block == 0 { 1 } else { rows.div_ceil(block) };
+    let (base, extra) = (rows / count, rows % count);
+    let mut start = 0;
+    (0..count)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
+}
+
+/// Rows per block of a layer's row-wise half when `XENC_ROW_BLOCK` is unset (0: the whole batch at once).
+pub const DEFAULT_ROW_BLOCK: usize = 0;
+
+/// The row block size from `XENC_ROW_BLOCK` (rows; unset, empty or unparsable: `default`).
+pub fn row_block_from(value: Option<&str>, default: usize) -> usize {
+    value.and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
 /// gather_rows: grid-stride over `rows * width / 2` half2 pairs with 32-bit indices.
 pub fn elementwise_launch(rows: usize, width: usize, sm_count: u32) -> Result<Launch, String> {
     if width == 0 || !width.is_multiple_of(2) {
@@ -586,6 +616,38 @@ impl WeightLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_blocks_cover_every_row_once_in_order() {
+        assert!(row_blocks(0, 4096).is_empty());
+        assert_eq!(row_blocks(10, 0), vec![0..10]);
+        assert_eq!(row_blocks(10, 10), vec![0..10]);
+        assert_eq!(row_blocks(10, 4), vec![0..4, 4..7, 7..10]);
+        for rows in [1, 7, 4095, 4096, 4097, 16_343, 16_384] {
+            for block in [0, 1, 3, 1024, 4096, 8192] {
+                let b = row_blocks(rows, block);
+                let want = if block == 0 { 1 } else { rows.div_ceil(block) };
+                assert_eq!(b.len(), want, "{rows} rows in blocks of {block}");
+                assert_eq!(b[0].start, 0);
+                assert_eq!(b.last().unwrap().end, rows);
+                for w in b.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                    assert!(w[0].len() >= w[1].len() && w[0].len() - w[1].len() <= 1);
+                }
+                if block > 0 {
+                    assert!(b.iter().all(|r| !r.is_empty() && r.len() <= block));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_block_setting_parses_rows_or_falls_back() {
+        assert_eq!(row_block_from(None, 7), 7);
+        assert_eq!(row_block_from(Some(" 4096 "), 7), 4096);
+        assert_eq!(row_block_from(Some("0"), 7), 0);
+        assert_eq!(row_block_from(Some("lots"), 7), 7);
+    }
 
     fn kernel_define(file: &str, name: &str) -> usize {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -16,6 +16,7 @@
 //! fast engine where it fits), `hf` (always Hugging Face `tokenizers`), `xenc` (the fast engine or an
 //! error saying why not).
 
+pub(crate) mod share;
 mod wordpiece;
 
 use std::path::Path;
@@ -273,9 +274,7 @@ impl PairTokenizer {
     /// Encodes a query or a document alone (no special tokens, no truncation).
     pub fn encode_piece(&self, text: &str) -> Result<Piece> {
         if let Some(wp) = &self.fast {
-            let mut ids = Vec::new();
-            wp.encode_into(text, &mut ids);
-            return Ok(Piece(PieceRepr::Ids(ids)));
+            return Ok(Piece(PieceRepr::Ids(wp.encode_piece(text))));
         }
         self.pieces
             .as_ref()
