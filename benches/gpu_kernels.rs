@@ -262,6 +262,19 @@ fn gpu_kernels(c: &mut Criterion) {
         attention_varlen(&gpu, &db, &qkv, &mut ctx, Queries::ClsOnly, HEADS, D)
     );
     bench!(
+        "attention [CLS] only (mma, 64-query tiles)",
+        attention_varlen_with(
+            &gpu,
+            AttentionKernel::Mma,
+            &db,
+            &qkv,
+            &mut ctx,
+            Queries::ClsOnly,
+            HEADS,
+            D
+        )
+    );
+    bench!(
         "out_proj_gemm",
         linear(
             &gpu,
@@ -302,8 +315,24 @@ fn gpu_kernels(c: &mut Criterion) {
             H
         )
     );
+    let mut logits = gpu.stream().alloc_zeros::<f32>(n).unwrap();
+    bench!(
+        "pooler_classifier",
+        pooler_classifier(
+            &gpu,
+            &x.slice(..n * H),
+            &w_out,
+            &b_h,
+            &b_h,
+            &b_h.slice(..1),
+            &mut logits,
+            n,
+            H,
+            1
+        )
+    );
     g.finish();
-    drop((x, qkv, ctx, proj, ffn, n));
+    drop((x, qkv, ctx, proj, ffn, logits, n));
     gemm_algorithms(&mut gpu, &mut rng);
 }
 

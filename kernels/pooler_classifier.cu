@@ -6,58 +6,84 @@
 // Layout: x_cls [n,H] fp16 (final hidden state of each pair's [CLS] row), wp [H,H] and wc [L,H] fp16
 //   PyTorch Linear weights (out_features x in_features, row-major), bp [H] and bc [L] fp16, logits [n,L] fp32.
 // Math: dot products, tanh and the logits in fp32; pooled never leaves shared memory.
-// Launch: one block per pair, grid-stride over pairs (any grid.x >= 1; grid.x = n is natural);
-//   blockDim.x a multiple of 32, <= 1024 (1024: the H pooler outputs spread over 32 warps). Dynamic shared memory: H * sizeof(float) bytes (pooled).
+// Launch: POOLER_PAIRS pairs per block, grid-stride over groups of pairs (any grid.x >= 1; grid.x =
+//   ceil(n / POOLER_PAIRS) is natural); blockDim.x a multiple of 32, <= 1024 (1024: the H pooler outputs
+//   spread over 32 warps). Dynamic shared memory: 2 * POOLER_PAIRS * H * sizeof(float) bytes (the group's
+//   [CLS] rows as fp32, then its pooled vectors).
 // Preconditions (checked by Rust): H even, fp16 pointers 4-byte aligned.
-// Ownership: warp w computes outputs j = w, w + num_warps, ...; its lanes split the H-long dot product
-//   (half2 stride 32) and reduce with shuffles. The same warp-per-output scheme computes the logits.
+// Ownership: warp w computes outputs j = w, w + num_warps, ... for every pair of the group: its lanes split
+//   the H-long dot products (half2 stride 32), each weight pair loaded once for the group, and reduce with
+//   shuffles. Warps then compute the group's logits one (pair, label) each. A pair's arithmetic (the
+//   order of every sum) does not depend on the other pairs of its group or on where the group starts.
 //
 // v1: warp-per-output dot products, fp32 pooled in dynamic shared memory (71 µs for 143 pairs of 384 with
 //     256 threads on an H200: 48 dependent dot products per warp).
-// v2: launched with 1024 threads (12 outputs per warp at H = 384), dot-product loop unrolled.
+// v2: launched with 1024 threads (12 outputs per warp at H = 384), dot-product loop unrolled (36 µs for
+//     143 pairs on an H100, 2026-11-26: every block reads all of wp, 295 KB, for one pair).
+// v3: POOLER_PAIRS pairs per block: wp is read once per group, and each lane has POOLER_PAIRS independent
+//     sums in flight instead of one.
 #include "common.cuh"
 
-// Dot product of an fp16 weight row with an fp16 vector, both H long, split across the lanes of one warp;
-// the full sum is returned to every lane.
-__device__ __forceinline__ float warp_dot_f16(const __half* w, const __half* x, int H2, int lane) {
-    float acc = 0.0f;
-#pragma unroll 4
-    for (int k = lane; k < H2; k += 32) {
-        const float2 a = load_half2(w + 2 * k);
-        const float2 b = load_half2(x + 2 * k);
-        acc += a.x * b.x + a.y * b.y;
-    }
-    return warp_sum(acc);
-}
+#define POOLER_PAIRS 4
 
 extern "C" __global__ void __launch_bounds__(1024)
 pooler_classifier_f16(const __half* x_cls, const __half* wp, const __half* bp, const __half* wc,
                       const __half* bc, float* logits, int n, int H, int L) {
-    extern __shared__ float pooled[];  // [H]
+    extern __shared__ float pooler_smem[];  // [POOLER_PAIRS][H] x as fp32, then [POOLER_PAIRS][H] pooled
     if (H <= 0 || (H & 1) != 0 || (blockDim.x & 31) != 0) return;
+    float* xs = pooler_smem;
+    float* pooled = pooler_smem + POOLER_PAIRS * H;
     const int H2 = H >> 1;
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int num_warps = blockDim.x >> 5;
 
-    for (int p = blockIdx.x; p < n; p += gridDim.x) {
-        const __half* x = x_cls + (size_t)p * H;
-        for (int j = warp; j < H; j += num_warps) {
-            const float acc = warp_dot_f16(wp + (size_t)j * H, x, H2, lane);
-            if (lane == 0) pooled[j] = tanhf(acc + __half2float(bp[j]));
+    for (int p0 = blockIdx.x * POOLER_PAIRS; p0 < n; p0 += gridDim.x * POOLER_PAIRS) {
+        const int np = min(POOLER_PAIRS, n - p0);
+        // The group's [CLS] rows as fp32 (rows past n as zeros: computed, never written out).
+        for (int i = threadIdx.x; i < POOLER_PAIRS * H2; i += blockDim.x) {
+            const int q = i / H2, k = i - q * H2;
+            const float2 v = q < np ? load_half2(x_cls + (size_t)(p0 + q) * H + 2 * k) : make_float2(0.f, 0.f);
+            xs[q * H + 2 * k] = v.x;
+            xs[q * H + 2 * k + 1] = v.y;
         }
         __syncthreads();
 
-        for (int l = warp; l < L; l += num_warps) {
+        for (int j = warp; j < H; j += num_warps) {
+            const __half* w = wp + (size_t)j * H;
+            float acc[POOLER_PAIRS];
+#pragma unroll
+            for (int q = 0; q < POOLER_PAIRS; ++q) acc[q] = 0.0f;
+#pragma unroll 2
+            for (int k = lane; k < H2; k += 32) {
+                const float2 a = load_half2(w + 2 * k);
+#pragma unroll
+                for (int q = 0; q < POOLER_PAIRS; ++q) {
+                    const float2 b = *reinterpret_cast<const float2*>(xs + q * H + 2 * k);
+                    acc[q] += a.x * b.x + a.y * b.y;
+                }
+            }
+            const float b = __half2float(bp[j]);
+#pragma unroll
+            for (int q = 0; q < POOLER_PAIRS; ++q) {
+                const float sum = warp_sum(acc[q]);
+                if (lane == 0) pooled[q * H + j] = tanhf(sum + b);
+            }
+        }
+        __syncthreads();
+
+        for (int t = warp; t < np * L; t += num_warps) {
+            const int q = t / L, l = t - q * L;
             const __half* w = wc + (size_t)l * H;
+            const float* pq = pooled + q * H;
             float acc = 0.0f;
             for (int k = lane; k < H2; k += 32) {
                 const float2 a = load_half2(w + 2 * k);
-                acc += a.x * pooled[2 * k] + a.y * pooled[2 * k + 1];
+                acc += a.x * pq[2 * k] + a.y * pq[2 * k + 1];
             }
             acc = warp_sum(acc);
-            if (lane == 0) logits[(size_t)p * L + l] = acc + __half2float(bc[l]);
+            if (lane == 0) logits[(size_t)(p0 + q) * L + l] = acc + __half2float(bc[l]);
         }
-        __syncthreads();  // pooled is rewritten by the next pair
+        __syncthreads();  // xs and pooled are rewritten by the next group
     }
 }

@@ -264,22 +264,22 @@ run_checks() {
                 --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --profile
             step "attention A/B: XENC_ATTENTION=simt xenc bench --device cuda" 60 env XENC_ATTENTION=simt \
                 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
-            # Each layer's row-wise half in blocks of rows (FFN intermediate kept in L2), and other batch sizes.
-            for rows in 2048 4096 8192; do
-                step "row blocks A/B: XENC_ROW_BLOCK=$rows xenc bench --device cuda" 30 env XENC_ROW_BLOCK=$rows \
-                    "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
-            done
-            for budget in 8192 32768; do
+            # Other batch sizes than the CUDA default (32,768 tokens).
+            for budget in 16384 65536; do
                 step "token budget A/B: xenc bench --device cuda --token-budget $budget" 30 "$work/bin/xenc" bench \
                     --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --token-budget $budget
             done
             # Hardware counters of one layer's kernels (Nsight Compute; clocks left alone, METHOD.md).
             if [[ $quick == 0 ]] && command -v ncu >/dev/null; then
-                step "ncu: one layer's kernels of a 16k-token batch (attention, GELU, LayerNorm, GEMMs)" 90 ncu \
+                step "ncu: one layer's kernels of a full batch (attention, GELU, LayerNorm, GEMMs)" 90 ncu \
                     --clock-control none --launch-skip 9 --launch-count 8 \
                     --section SpeedOfLight --section Occupancy --section WarpStateStats \
                     --section MemoryWorkloadAnalysis "$work/bin/xenc" bench --model "$model" --device cuda \
                     --generate 400 --repeats 1 --rerank-runs 1
+                step "ncu: the last layer's [CLS] attention and the pooler" 60 ncu --clock-control none \
+                    -k regex:'attention_cls|pooler_classifier' --launch-skip 2 --launch-count 2 \
+                    --section SpeedOfLight --section Occupancy --section WarpStateStats \
+                    "$work/bin/xenc" bench --model "$model" --device cuda --generate 400 --repeats 1 --rerank-runs 1
             fi
         else
             local big=$work/big.jsonl

@@ -15,7 +15,7 @@ for f in "$root"/kernels/*.cu; do
         continue
     fi
     # Dynamic shared memory becomes a static buffer of the emulator.
-    sed 's/extern __shared__ float pooled\[\];/float* pooled = dyn_smem;/' "$f" >"$out/gen/$(basename "$f")"
+    sed 's/extern __shared__ float \([a-z_]*\)\[\];/float* \1 = dyn_smem;/' "$f" >"$out/gen/$(basename "$f")"
 done
 g++ -std=c++20 -O2 -fno-strict-aliasing -pthread -I"$here/shim" -I"$root/kernels" -I"$out" -w \
     "$here/emu.cpp" -o "$out/emu"

@@ -122,7 +122,7 @@ impl DeviceInfo {
     }
 }
 
-fn banner(info: &DeviceInfo, functions: &Functions, gemm: &GemmChoice, row_block: usize) -> String {
+fn banner(info: &DeviceInfo, functions: &Functions, gemm: &GemmChoice) -> String {
     use cudarc::cublas::sys::{self as bsys, libraryPropertyType};
     let mut driver = 0;
     // SAFETY: libcuda is loaded (probe passed); cuDriverGetVersion writes one int.
@@ -147,7 +147,7 @@ fn banner(info: &DeviceInfo, functions: &Functions, gemm: &GemmChoice, row_block
     how.dedup();
     format!(
         "xenc: CUDA driver {}.{} from {}, {} (sm_{}, {} SMs), cuBLAS {major}.{minor}.{patch} from {}, \
-         cuBLASLt from {}, kernels {} loaded as {}, GEMMs on {}, row blocks {}",
+         cuBLASLt from {}, kernels {} loaded as {}, GEMMs on {}",
         driver / 1000,
         (driver % 1000) / 10,
         lib_file!(cudarc::driver::sys::culib(), b"cuInit"),
@@ -159,10 +159,6 @@ fn banner(info: &DeviceInfo, functions: &Functions, gemm: &GemmChoice, row_block
         modules::build_summary(),
         how.join("/"),
         gemm.describe(),
-        match row_block {
-            0 => "off".to_string(),
-            b => format!("of {b} rows"),
-        },
     )
 }
 
@@ -185,9 +181,6 @@ pub struct Gpu {
     /// plan cache (`gemm::Gemms`; the cache sits behind a mutex, so `Gpu` stays `Send + Sync`).
     pub(crate) gemm: Gemms,
     pub(crate) info: DeviceInfo,
-    /// Rows per block of each layer's row-wise half (`plan::row_blocks`; 0 = all rows at once), from
-    /// `XENC_ROW_BLOCK` when the GPU is opened.
-    pub(crate) row_block: usize,
 }
 
 static BANNER: Once = Once::new();
@@ -245,11 +238,7 @@ impl Gpu {
         let choice = GemmChoice::from_env();
         let gemm = Gemms::new(&stream, info.arch, choice)?;
         let f = Functions::load(&ctx, info.arch)?;
-        let row_block = super::plan::row_block_from(
-            std::env::var("XENC_ROW_BLOCK").ok().as_deref(),
-            super::plan::DEFAULT_ROW_BLOCK,
-        );
-        BANNER.call_once(|| eprintln!("{}", banner(&info, &f, &choice, row_block)));
+        BANNER.call_once(|| eprintln!("{}", banner(&info, &f, &choice)));
         Ok(Gpu {
             ctx,
             stream,
@@ -258,7 +247,6 @@ impl Gpu {
             blas,
             gemm,
             info,
-            row_block,
         })
     }
 

@@ -4,8 +4,7 @@
 //! → add_bias_residual_layernorm → FFN-in GEMM → bias_gelu → FFN-out GEMM → add_bias_residual_layernorm.
 //! In the last layer, once Q, K, V exist for all T rows, only the n [CLS] rows go on (gather_rows,
 //! attention in ClsOnly mode). Then pooler_classifier → fp32 logits. Every buffer comes from
-//! [`Activations`], allocated once for the token budget. From the out-projection on, a layer is row-wise
-//! and runs in blocks of rows when `XENC_ROW_BLOCK` asks for it (`plan::row_blocks`).
+//! [`Activations`], allocated once for the token budget.
 
 use cudarc::driver::CudaSlice;
 use half::f16;
@@ -13,7 +12,6 @@ use half::f16;
 use super::buffers::{addr, Activations};
 use super::context::Gpu;
 use super::launch;
-use super::plan;
 use super::profile::{lap, EventClock};
 use super::weights::DeviceWeights;
 use crate::batch::RaggedBatch;
@@ -106,74 +104,69 @@ pub(crate) fn enqueue(
             (t, &mut a.hidden)
         };
         lap(clock, gpu, layer_stage(l == last, 1))?;
-        // The rest of the layer is row-wise: in blocks of rows (`XENC_ROW_BLOCK`), each block's FFN
-        // intermediate reusing the start of `a.ffn`, so that it can stay in L2 from GEMM to GELU to GEMM.
-        for r in plan::row_blocks(rows, gpu.row_block) {
-            let (m, rh) = (r.len(), r.start * h..r.end * h);
-            let ri = ..m * inter;
-            launch::linear(
-                gpu,
-                &a.ctx.slice(rh.clone()),
-                &w.view(ls.attn_out_weight),
-                &mut a.proj.slice_mut(rh.clone()),
-                m,
-                h,
-                h,
-            )?;
-            lap(clock, gpu, layer_stage(l == last, 2))?;
-            launch::add_bias_residual_layernorm(
-                gpu,
-                &a.proj.slice(rh.clone()),
-                &w.view(ls.attn_out_bias),
-                &mut x.slice_mut(rh.clone()),
-                &w.view(ls.attn_ln_weight),
-                &w.view(ls.attn_ln_bias),
-                m,
-                h,
-                eps,
-            )?;
-            lap(clock, gpu, layer_stage(l == last, 3))?;
-            launch::linear(
-                gpu,
-                &x.slice(rh.clone()),
-                &w.view(ls.ffn_in_weight),
-                &mut a.ffn.slice_mut(ri),
-                m,
-                h,
-                inter,
-            )?;
-            lap(clock, gpu, layer_stage(l == last, 4))?;
-            launch::bias_gelu(
-                gpu,
-                &mut a.ffn.slice_mut(ri),
-                &w.view(ls.ffn_in_bias),
-                m,
-                inter,
-            )?;
-            lap(clock, gpu, layer_stage(l == last, 5))?;
-            launch::linear(
-                gpu,
-                &a.ffn.slice(ri),
-                &w.view(ls.ffn_out_weight),
-                &mut a.proj.slice_mut(rh.clone()),
-                m,
-                inter,
-                h,
-            )?;
-            lap(clock, gpu, layer_stage(l == last, 6))?;
-            launch::add_bias_residual_layernorm(
-                gpu,
-                &a.proj.slice(rh.clone()),
-                &w.view(ls.ffn_out_bias),
-                &mut x.slice_mut(rh),
-                &w.view(ls.ffn_ln_weight),
-                &w.view(ls.ffn_ln_bias),
-                m,
-                h,
-                eps,
-            )?;
-            lap(clock, gpu, layer_stage(l == last, 7))?;
-        }
+        let (rh, ri) = (rows * h, rows * inter);
+        launch::linear(
+            gpu,
+            &a.ctx.slice(..rh),
+            &w.view(ls.attn_out_weight),
+            &mut a.proj.slice_mut(..rh),
+            rows,
+            h,
+            h,
+        )?;
+        lap(clock, gpu, layer_stage(l == last, 2))?;
+        launch::add_bias_residual_layernorm(
+            gpu,
+            &a.proj.slice(..rh),
+            &w.view(ls.attn_out_bias),
+            &mut x.slice_mut(..rh),
+            &w.view(ls.attn_ln_weight),
+            &w.view(ls.attn_ln_bias),
+            rows,
+            h,
+            eps,
+        )?;
+        lap(clock, gpu, layer_stage(l == last, 3))?;
+        launch::linear(
+            gpu,
+            &x.slice(..rh),
+            &w.view(ls.ffn_in_weight),
+            &mut a.ffn.slice_mut(..ri),
+            rows,
+            h,
+            inter,
+        )?;
+        lap(clock, gpu, layer_stage(l == last, 4))?;
+        launch::bias_gelu(
+            gpu,
+            &mut a.ffn.slice_mut(..ri),
+            &w.view(ls.ffn_in_bias),
+            rows,
+            inter,
+        )?;
+        lap(clock, gpu, layer_stage(l == last, 5))?;
+        launch::linear(
+            gpu,
+            &a.ffn.slice(..ri),
+            &w.view(ls.ffn_out_weight),
+            &mut a.proj.slice_mut(..rh),
+            rows,
+            inter,
+            h,
+        )?;
+        lap(clock, gpu, layer_stage(l == last, 6))?;
+        launch::add_bias_residual_layernorm(
+            gpu,
+            &a.proj.slice(..rh),
+            &w.view(ls.ffn_out_bias),
+            &mut x.slice_mut(..rh),
+            &w.view(ls.ffn_ln_weight),
+            &w.view(ls.ffn_ln_bias),
+            rows,
+            h,
+            eps,
+        )?;
+        lap(clock, gpu, layer_stage(l == last, 7))?;
     }
 
     launch::pooler_classifier(

@@ -36,7 +36,8 @@ pub const ELEMENTWISE_THREADS: u32 = 256;
 pub const POOLER_THREADS: u32 = 1024;
 /// Grid-stride kernels get at most this many blocks per SM: enough to fill it, no more.
 pub const BLOCKS_PER_SM: u32 = 8;
-/// Static shared memory a kernel may take without opting in: the pooler's dynamic `H` floats must fit.
+/// Shared memory a kernel may take without opting in: the pooler's dynamic `2 · POOLER_PAIRS · H` floats
+/// must fit.
 pub const MAX_DEFAULT_SHARED_BYTES: usize = 48 * 1024;
 
 /// One attention work item as the kernel reads it (an `int4`): pair, head, first query, one past the
@@ -324,36 +325,6 @@ pub fn bias_gelu_launch(rows: usize, n: usize, sm_count: u32) -> Result<Launch, 
     })
 }
 
-/// The row blocks the row-wise half of a layer (out-proj, LayerNorm, FFN-in, GELU, FFN-out, LayerNorm)
-/// runs in, one after another: `rows` split into the fewest blocks of at most `block` rows, of near-equal
-/// size (the first `rows % count` one row longer), in order, covering every row once. `block == 0` means
-/// one block of all rows. Blocks keep a block's FFN intermediate (`block · intermediate` fp16) in L2
-/// between the FFN-in GEMM, bias+GELU and the FFN-out GEMM instead of a round trip through DRAM.
-pub fn row_blocks(rows: usize, block: usize) -> Vec<std::ops::Range<usize>> {
-    if rows == 0 {
-        return Vec::new();
-    }
-    let count = if block == 0 { 1 } else { rows.div_ceil(block) };
-    let (base, extra) = (rows / count, rows % count);
-    let mut start = 0;
-    (0..count)
-        .map(|i| {
-            let len = base + usize::from(i < extra);
-            let r = start..start + len;
-            start += len;
-            r
-        })
-        .collect()
-}
-
-/// Rows per block of a layer's row-wise half when `XENC_ROW_BLOCK` is unset (0: the whole batch at once).
-pub const DEFAULT_ROW_BLOCK: usize = 0;
-
-/// The row block size from `XENC_ROW_BLOCK` (rows; unset, empty or unparsable: `default`).
-pub fn row_block_from(value: Option<&str>, default: usize) -> usize {
-    value.and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
 /// gather_rows: grid-stride over `rows * width / 2` half2 pairs with 32-bit indices.
 pub fn elementwise_launch(rows: usize, width: usize, sm_count: u32) -> Result<Launch, String> {
     if width == 0 || !width.is_multiple_of(2) {
@@ -366,6 +337,29 @@ pub fn elementwise_launch(rows: usize, width: usize, sm_count: u32) -> Result<La
     Ok(Launch {
         grid: blocks.min(cap) as u32,
         block: ELEMENTWISE_THREADS,
+        shared_mem_bytes: 0,
+    })
+}
+
+/// Longest pair attention_cls takes (`ATTN_CLS_MAX_LEN` in kernels/attention_cls.cu: 16 scores per lane).
+pub const ATTN_CLS_MAX_LEN: usize = 512;
+/// Warps (one per pair and head) per block of attention_cls.
+pub const ATTN_CLS_WARPS: usize = 4;
+
+/// attention_cls: one warp per (pair, head), [`ATTN_CLS_WARPS`] per block; head_dim 32 or 64.
+pub fn attention_cls_launch(pairs: usize, heads: usize, head_dim: usize) -> Result<Launch, String> {
+    if !ATTN_HEAD_DIMS.contains(&head_dim) {
+        return Err(format!(
+            "head_dim {head_dim} is not one of {ATTN_HEAD_DIMS:?}"
+        ));
+    }
+    let warps = pairs
+        .checked_mul(heads)
+        .filter(|&w| w <= i32::MAX as usize)
+        .ok_or_else(|| format!("{pairs} pairs x {heads} heads exceed 2^31 - 1"))?;
+    Ok(Launch {
+        grid: grid_of(warps.div_ceil(ATTN_CLS_WARPS), "blocks")?,
+        block: 32 * ATTN_CLS_WARPS as u32,
         shared_mem_bytes: 0,
     })
 }
@@ -384,19 +378,23 @@ pub fn attention_launch(num_work: usize, head_dim: usize) -> Result<Launch, Stri
     })
 }
 
-/// pooler_classifier: one block per pair, `H` fp32 of dynamic shared memory for the pooled vector.
+/// Pairs per block of pooler_classifier (`POOLER_PAIRS` in kernels/pooler_classifier.cu).
+pub const POOLER_PAIRS: usize = 4;
+
+/// pooler_classifier: one block per [`POOLER_PAIRS`] pairs, `2 · POOLER_PAIRS · H` fp32 of dynamic shared
+/// memory (the group's [CLS] rows and pooled vectors).
 pub fn pooler_launch(pairs: usize, h: usize) -> Result<Launch, String> {
     if h == 0 || !h.is_multiple_of(2) {
         return Err(format!("hidden size {h} must be even and positive"));
     }
-    let shared = h * 4;
+    let shared = 2 * POOLER_PAIRS * h * 4;
     if shared > MAX_DEFAULT_SHARED_BYTES {
         return Err(format!(
-            "hidden size {h} needs {shared} B of shared memory (> 48 KiB)"
+            "hidden size {h} needs {shared} B of shared memory in the pooler (> 48 KiB)"
         ));
     }
     Ok(Launch {
-        grid: grid_of(pairs, "pairs")?,
+        grid: grid_of(pairs.div_ceil(POOLER_PAIRS), "pairs")?,
         block: POOLER_THREADS,
         shared_mem_bytes: shared as u32,
     })
@@ -616,38 +614,6 @@ impl WeightLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn row_blocks_cover_every_row_once_in_order() {
-        assert!(row_blocks(0, 4096).is_empty());
-        assert_eq!(row_blocks(10, 0), vec![0..10]);
-        assert_eq!(row_blocks(10, 10), vec![0..10]);
-        assert_eq!(row_blocks(10, 4), vec![0..4, 4..7, 7..10]);
-        for rows in [1, 7, 4095, 4096, 4097, 16_343, 16_384] {
-            for block in [0, 1, 3, 1024, 4096, 8192] {
-                let b = row_blocks(rows, block);
-                let want = if block == 0 { 1 } else { rows.div_ceil(block) };
-                assert_eq!(b.len(), want, "{rows} rows in blocks of {block}");
-                assert_eq!(b[0].start, 0);
-                assert_eq!(b.last().unwrap().end, rows);
-                for w in b.windows(2) {
-                    assert_eq!(w[0].end, w[1].start);
-                    assert!(w[0].len() >= w[1].len() && w[0].len() - w[1].len() <= 1);
-                }
-                if block > 0 {
-                    assert!(b.iter().all(|r| !r.is_empty() && r.len() <= block));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn row_block_setting_parses_rows_or_falls_back() {
-        assert_eq!(row_block_from(None, 7), 7);
-        assert_eq!(row_block_from(Some(" 4096 "), 7), 4096);
-        assert_eq!(row_block_from(Some("0"), 7), 0);
-        assert_eq!(row_block_from(Some("lots"), 7), 7);
-    }
 
     fn kernel_define(file: &str, name: &str) -> usize {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1030,7 +996,26 @@ mod tests {
         let p = pooler_launch(5, 384).unwrap();
         assert_eq!(
             (p.grid, p.block, p.shared_mem_bytes),
-            (5, POOLER_THREADS, 1536)
+            (2, POOLER_THREADS, 2 * 4 * 1536)
+        );
+        assert_eq!(pooler_launch(143, 384).unwrap().grid, 36);
+        let a = attention_cls_launch(143, 12, 32).unwrap();
+        assert_eq!((a.grid, a.block, a.shared_mem_bytes), (429, 128, 0));
+        assert_eq!(attention_cls_launch(1, 1, 64).unwrap().grid, 1);
+        assert_eq!(attention_cls_launch(0, 12, 32).unwrap().grid, 0);
+        assert!(attention_cls_launch(1, 1, 48).is_err());
+        assert_eq!(
+            kernel_define("attention_cls.cu", "ATTN_CLS_MAX_LEN"),
+            ATTN_CLS_MAX_LEN
+        );
+        assert_eq!(
+            kernel_define("attention_cls.cu", "ATTN_CLS_WARPS"),
+            ATTN_CLS_WARPS
+        );
+        assert!(pooler_launch(5, 1536).is_ok() && pooler_launch(5, 1538).is_err());
+        assert_eq!(
+            kernel_define("pooler_classifier.cu", "POOLER_PAIRS"),
+            POOLER_PAIRS
         );
         assert!(pooler_launch(5, 13000).is_err());
         assert!(pooler_launch(5, 7).is_err());
