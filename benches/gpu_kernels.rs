@@ -261,19 +261,7 @@ fn gpu_kernels(c: &mut Criterion) {
         "attention [CLS] only (default kernel)",
         attention_varlen(&gpu, &db, &qkv, &mut ctx, Queries::ClsOnly, HEADS, D)
     );
-    bench!(
-        "attention [CLS] only (mma, 64-query tiles)",
-        attention_varlen_with(
-            &gpu,
-            AttentionKernel::Mma,
-            &db,
-            &qkv,
-            &mut ctx,
-            Queries::ClsOnly,
-            HEADS,
-            D
-        )
-    );
+
     bench!(
         "out_proj_gemm",
         linear(

@@ -112,11 +112,12 @@ fn encode_document(
 /// tokens.
 pub const DEFAULT_TOKEN_BUDGET: usize = 16_384;
 
-/// Default token budget of one batch on CUDA. Larger batches amortise each kernel's fixed cost: on an
-/// H100 (2026-11-26 06:33 UTC, `xenc bench --generate 2000`, gpu-check report 2026-11-26-0633-h100)
-/// 32,768 tokens ran 116,530 model-only pairs/s against 108,511 at 16,384 and 94,265 at 8,192. Device
-/// memory for activations grows with it (~300 MiB at 32,768 for MiniLM-L6).
-pub const DEFAULT_CUDA_TOKEN_BUDGET: usize = 32_768;
+/// Default token budget of one batch on CUDA. Larger batches amortise each kernel's fixed cost
+/// (`xenc bench --generate 2000`, model only, same run each): on an H100 (2026-11-26 06:33 UTC) 94,265
+/// pairs/s at 8,192 tokens, 108,511 at 16,384, 116,530 at 32,768; on an H200 (06:56 UTC) 114,476 at
+/// 16,384, 126,912 at 32,768, 131,352 at 65,536 (end to end 101,232 / 111,918 / 113,753). Device memory
+/// in use grows with it: 823 / 983 / 1,271 MiB on that H200, CUDA context included.
+pub const DEFAULT_CUDA_TOKEN_BUDGET: usize = 65_536;
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -195,12 +195,6 @@ fn attention_varlen_matches_cpu() {
                     format!("attention_varlen {kernel:?} hd{d} {mode:?} ({heads} heads, T={t})");
                 check(&name, &down(&gpu, &ctx), &reference, &baseline);
             }
-            if mode == Queries::ClsOnly {
-                let mut ctx = zeros_f16(&gpu, rows * h).unwrap();
-                attention_cls(&gpu, &db, &dqkv, &mut ctx, heads, d).unwrap();
-                let name = format!("attention_cls hd{d} ({heads} heads, T={t})");
-                check(&name, &down(&gpu, &ctx), &reference, &baseline);
-            }
         }
     }
 }

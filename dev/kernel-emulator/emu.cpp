@@ -14,7 +14,6 @@ alignas(16) static float dyn_smem[1 << 14];
 #include "gen/gather_rows.cu"
 #include "gen/pooler_classifier.cu"
 #include "gen/attention_varlen.cu"
-#include "gen/attention_cls.cu"
 
 void launch(unsigned grid, unsigned block, const std::function<void()>& f) {
     blockDim.x = block; gridDim.x = grid;
@@ -145,8 +144,7 @@ void test_pool(int n, int H, int L, unsigned block, unsigned grid) {
     char nm[128]; snprintf(nm, 128, "pooler_classifier n=%d H=%d L=%d b=%u g=%u", n, H, L, block, grid); report(nm, err, 1e-4);
 }
 
-// cls_kernel: attention_cls.cu (one warp per pair and head, `warps` per block) instead of the work-list kernel.
-void test_attn(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, bool random_tiles = false, bool cls_kernel = false, unsigned warps = 4) {
+void test_attn(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, bool random_tiles = false) {
     int n = lens.size(); std::vector<int> cu(n + 1, 0); for (int i = 0; i < n; ++i) cu[i + 1] = cu[i] + lens[i];
     int T = cu[n], H = heads * D;
     auto qkv = rand_h((size_t)T * 3 * H, qk_scale);
@@ -162,19 +160,11 @@ void test_attn(int D, std::vector<int> lens, int heads, bool cls_only, float qk_
     int out_rows = cls_only ? n : T;
     std::vector<__half> ctx((size_t)out_rows * H, __float2half(-777.f));
     float scale = 1.0f / std::sqrt((float)D);
-    if (cls_kernel) {
-        unsigned grid = (n * heads + warps - 1) / warps + 1;  // the extra block's warps must be no-ops
-        launch(grid, 32 * warps, [&] {
-            if (D == 32) attention_cls_hd32_f16(qkv.data(), ctx.data(), cu.data(), n, heads, scale);
-            else attention_cls_hd64_f16(qkv.data(), ctx.data(), cu.data(), n, heads, scale);
-        });
-    } else {
-        unsigned grid = work.size() + 3;  // extra blocks must be no-ops
-        launch(grid, ATTN_THREADS, [&] {
-            if (D == 32) attention_varlen_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), (int)work.size(), heads, scale);
-            else attention_varlen_hd64_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), (int)work.size(), heads, scale);
-        });
-    }
+    unsigned grid = work.size() + 3;  // extra blocks must be no-ops
+    launch(grid, ATTN_THREADS, [&] {
+        if (D == 32) attention_varlen_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), (int)work.size(), heads, scale);
+        else attention_varlen_hd64_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), (int)work.size(), heads, scale);
+    });
     double err = 0;
     for (int p = 0; p < n; ++p) for (int h = 0; h < heads; ++h) for (int q = 0; q < (cls_only ? 1 : lens[p]); ++q) {
         const __half* qr = &qkv[(size_t)(cu[p] + q) * 3 * H + h * D];
@@ -188,7 +178,7 @@ void test_attn(int D, std::vector<int> lens, int heads, bool cls_only, float qk_
         }
     }
     int bad = 0; for (auto& c : ctx) if (F(c) == -777.f) ++bad;  // every output element written exactly by design
-    char nm[160]; snprintf(nm, 160, "attention%s hd%d n=%d T=%d heads=%d %s qk_scale=%g unwritten=%d", cls_kernel ? "_cls" : "", D, n, T, heads, cls_only ? "CLS" : "full", qk_scale, bad);
+    char nm[160]; snprintf(nm, 160, "attention hd%d n=%d T=%d heads=%d %s qk_scale=%g unwritten=%d", D, n, T, heads, cls_only ? "CLS" : "full", qk_scale, bad);
     report(nm, bad ? 1.0 : err, 2e-3);
 }
 
@@ -211,9 +201,6 @@ int main() {
     for (int D : {32, 64}) {
         test_attn(D, lens, 2, false, 1.f); test_attn(D, lens, 3, true, 1.f);
         test_attn(D, {512, 1, 300, 511}, 1, false, 4.f); test_attn(D, {512, 5, 77}, 2, true, 4.f); test_attn(D, {300, 1, 64, 129}, 2, false, 2.f, true);
-        // attention_cls.cu: lengths around the 32-key lane groups and up to its 512 limit; 1 and 3 warps per block.
-        test_attn(D, lens, 3, true, 1.f, false, true); test_attn(D, {512, 5, 77, 31, 32, 33, 480}, 2, true, 4.f, false, true, 3);
-        test_attn(D, {1, 511, 96, 97}, 5, true, 2.f, false, true, 1);
     }
     printf("%s (%d failures)\n", fails ? "FAILED" : "ALL OK", fails);
     return fails != 0;

@@ -91,7 +91,7 @@ struct ModelArgs {
     /// CPU threads (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Tokens per batch (default 32768 on CUDA, 16384 on the CPU; at least max_length).
+    /// Tokens per batch (default 65536 on CUDA, 16384 on the CPU; at least max_length).
     #[arg(long, value_name = "N")]
     token_budget: Option<usize>,
 }

@@ -191,11 +191,6 @@ impl DeviceBatch {
         self.layout.map_or(0, |l| l.tokens)
     }
 
-    /// The longest pair of the uploaded batch (0 before the first upload).
-    pub fn max_seqlen(&self) -> usize {
-        self.layout.map_or(0, |_| self.packed.max_seqlen)
-    }
-
     pub fn pairs(&self) -> usize {
         self.layout.map_or(0, |l| l.pairs)
     }

@@ -26,8 +26,6 @@ pub const SIGNATURES: &[(&str, &str)] = &[
     ("attention_varlen_hd64_f16", ATTENTION),
     ("attention_mma_hd32_f16", ATTENTION),
     ("attention_mma_hd64_f16", ATTENTION),
-    ("attention_cls_hd32_f16", ATTENTION_CLS),
-    ("attention_cls_hd64_f16", ATTENTION_CLS),
     ("bias_gelu_f16", "__half*, const __half*, int, int"),
     ("add_bias_residual_layernorm_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
     ("gather_rows_f16", "const __half*, const int*, __half*, int, int"),
@@ -35,7 +33,6 @@ pub const SIGNATURES: &[(&str, &str)] = &[
 ];
 const ATTENTION: &str =
     "const __half*, __half*, const int*, const int*, const int4*, int, int, float";
-const ATTENTION_CLS: &str = "const __half*, __half*, const int*, int, int, float";
 
 /// One kernel argument and the C type it stands for.
 enum Arg {
@@ -231,59 +228,7 @@ pub fn attention_varlen(
     head_dim: usize,
 ) -> Result<()> {
     let kernel = AttentionKernel::from_env();
-    if queries == Queries::ClsOnly
-        && kernel == AttentionKernel::Mma
-        && batch.max_seqlen() <= plan::ATTN_CLS_MAX_LEN
-    {
-        return attention_cls(gpu, batch, qkv, ctx, num_heads, head_dim);
-    }
     attention_varlen_with(gpu, kernel, batch, qkv, ctx, queries, num_heads, head_dim)
-}
-
-/// Attention for each pair's [CLS] query only (`ctx` `[n, H]`, row p = pair p), one warp per pair and
-/// head (kernels/attention_cls.cu): what [`attention_varlen`] runs for [`Queries::ClsOnly`] with the
-/// tensor-core kernel chosen, when no pair is longer than [`plan::ATTN_CLS_MAX_LEN`].
-pub fn attention_cls(
-    gpu: &Gpu,
-    batch: &DeviceBatch,
-    qkv: &impl DevicePtr<f16>,
-    ctx: &mut impl DevicePtrMut<f16>,
-    num_heads: usize,
-    head_dim: usize,
-) -> Result<()> {
-    let (k, f) = match head_dim {
-        32 => ("attention_cls_hd32_f16", &gpu.f.attention_cls_hd32),
-        _ => ("attention_cls_hd64_f16", &gpu.f.attention_cls_hd64),
-    };
-    let lay = batch.layout(k)?;
-    if batch.max_seqlen() > plan::ATTN_CLS_MAX_LEN {
-        return Err(fail(
-            k,
-            format!(
-                "a pair of {} tokens is longer than the kernel's {}",
-                batch.max_seqlen(),
-                plan::ATTN_CLS_MAX_LEN
-            ),
-        ));
-    }
-    let l = plan::attention_cls_launch(lay.pairs, num_heads, head_dim).map_err(|m| fail(k, m))?;
-    let h = num_heads * head_dim;
-    let q = half_in(gpu, k, "qkv", qkv, lay.tokens * 3 * h)?;
-    let c = half_out(gpu, k, "ctx", ctx, lay.pairs * h)?;
-    for (what, arg) in [("qkv", &q), ("ctx", &c)] {
-        if let Arg::Ptr(a, _) = arg {
-            check(k, plan::check_aligned(what, *a, 16))?;
-        }
-    }
-    let args = [
-        q,
-        c,
-        Arg::Ptr(batch.addr_of(gpu, lay.cu_seqlens), "const int*"),
-        int(k, "n", lay.pairs)?,
-        int(k, "num_heads", num_heads)?,
-        Arg::Float(1.0 / (head_dim as f32).sqrt()),
-    ];
-    launch(gpu, f, k, l, &args)
 }
 
 /// [`attention_varlen`] with the kernel chosen by the caller.

@@ -45,9 +45,9 @@ pub mod kernels {
         linear_lt, lt_algorithms, GemmChoice, GemmPath, LtAlgo, HEURISTIC_COUNT, PLAN_CACHE_CAP,
     };
     pub use super::launch::{
-        add_bias_residual_layernorm, attention_cls, attention_varlen, attention_varlen_with,
-        bias_gelu, embed_layernorm, gather_rows, linear, linear_bias, pooler_classifier,
-        AttentionKernel, SIGNATURES,
+        add_bias_residual_layernorm, attention_varlen, attention_varlen_with, bias_gelu,
+        embed_layernorm, gather_rows, linear, linear_bias, pooler_classifier, AttentionKernel,
+        SIGNATURES,
     };
     pub use super::modules::{build_summary, kernel_file_names};
     pub use super::weights::{fp16_image, DeviceWeights};

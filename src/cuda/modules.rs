@@ -120,9 +120,6 @@ pub(crate) struct Functions {
     /// The tensor-core attention kernels (same contract as `attention_hd32` / `attention_hd64`).
     pub attention_mma_hd32: CudaFunction,
     pub attention_mma_hd64: CudaFunction,
-    /// The [CLS]-query-only kernels (kernels/attention_cls.cu).
-    pub attention_cls_hd32: CudaFunction,
-    pub attention_cls_hd64: CudaFunction,
     pub bias_gelu: CudaFunction,
     pub add_bias_residual_layernorm: CudaFunction,
     pub gather_rows: CudaFunction,
@@ -143,11 +140,10 @@ impl Functions {
             m.load_function(f)
                 .map_err(|e| Error::Cuda(format!("kernel module {module}: function {f}: {e}")))
         };
-        let (embed, attn, attn_mma, attn_cls, gelu, ln, gather, pooler) = (
+        let (embed, attn, attn_mma, gelu, ln, gather, pooler) = (
             module("embed_layernorm")?,
             module("attention_varlen")?,
             module("attention_mma")?,
-            module("attention_cls")?,
             module("bias_gelu")?,
             module("add_bias_layernorm")?,
             module("gather_rows")?,
@@ -159,8 +155,6 @@ impl Functions {
             attention_hd64: get(&attn, "attention_varlen", "attention_varlen_hd64_f16")?,
             attention_mma_hd32: get(&attn_mma, "attention_mma", "attention_mma_hd32_f16")?,
             attention_mma_hd64: get(&attn_mma, "attention_mma", "attention_mma_hd64_f16")?,
-            attention_cls_hd32: get(&attn_cls, "attention_cls", "attention_cls_hd32_f16")?,
-            attention_cls_hd64: get(&attn_cls, "attention_cls", "attention_cls_hd64_f16")?,
             bias_gelu: get(&gelu, "bias_gelu", "bias_gelu_f16")?,
             add_bias_residual_layernorm: get(
                 &ln,

@@ -341,29 +341,6 @@ pub fn elementwise_launch(rows: usize, width: usize, sm_count: u32) -> Result<La
     })
 }
 
-/// Longest pair attention_cls takes (`ATTN_CLS_MAX_LEN` in kernels/attention_cls.cu: 16 scores per lane).
-pub const ATTN_CLS_MAX_LEN: usize = 512;
-/// Warps (one per pair and head) per block of attention_cls.
-pub const ATTN_CLS_WARPS: usize = 4;
-
-/// attention_cls: one warp per (pair, head), [`ATTN_CLS_WARPS`] per block; head_dim 32 or 64.
-pub fn attention_cls_launch(pairs: usize, heads: usize, head_dim: usize) -> Result<Launch, String> {
-    if !ATTN_HEAD_DIMS.contains(&head_dim) {
-        return Err(format!(
-            "head_dim {head_dim} is not one of {ATTN_HEAD_DIMS:?}"
-        ));
-    }
-    let warps = pairs
-        .checked_mul(heads)
-        .filter(|&w| w <= i32::MAX as usize)
-        .ok_or_else(|| format!("{pairs} pairs x {heads} heads exceed 2^31 - 1"))?;
-    Ok(Launch {
-        grid: grid_of(warps.div_ceil(ATTN_CLS_WARPS), "blocks")?,
-        block: 32 * ATTN_CLS_WARPS as u32,
-        shared_mem_bytes: 0,
-    })
-}
-
 /// attention_varlen: one block of exactly [`ATTN_THREADS`] per work item.
 pub fn attention_launch(num_work: usize, head_dim: usize) -> Result<Launch, String> {
     if !ATTN_HEAD_DIMS.contains(&head_dim) {
@@ -999,19 +976,6 @@ mod tests {
             (2, POOLER_THREADS, 2 * 4 * 1536)
         );
         assert_eq!(pooler_launch(143, 384).unwrap().grid, 36);
-        let a = attention_cls_launch(143, 12, 32).unwrap();
-        assert_eq!((a.grid, a.block, a.shared_mem_bytes), (429, 128, 0));
-        assert_eq!(attention_cls_launch(1, 1, 64).unwrap().grid, 1);
-        assert_eq!(attention_cls_launch(0, 12, 32).unwrap().grid, 0);
-        assert!(attention_cls_launch(1, 1, 48).is_err());
-        assert_eq!(
-            kernel_define("attention_cls.cu", "ATTN_CLS_MAX_LEN"),
-            ATTN_CLS_MAX_LEN
-        );
-        assert_eq!(
-            kernel_define("attention_cls.cu", "ATTN_CLS_WARPS"),
-            ATTN_CLS_WARPS
-        );
         assert!(pooler_launch(5, 1536).is_ok() && pooler_launch(5, 1538).is_err());
         assert_eq!(
             kernel_define("pooler_classifier.cu", "POOLER_PAIRS"),

@@ -46,19 +46,6 @@ inline float __shfl_xor_sync(unsigned mask, float v, int off) {
     emu->warps[w]->arrive_and_wait();
     return r;
 }
-inline float __shfl_sync(unsigned mask, float v, int src) {
-    if (mask != 0xffffffffu) std::abort();
-    const int t = threadIdx.x, w = t >> 5;
-    emu->slots[t] = v;
-    emu->warps[w]->arrive_and_wait();
-    const float r = emu->slots[(w << 5) | (src & 31)];
-    emu->warps[w]->arrive_and_wait();
-    return r;
-}
-inline void __syncwarp(unsigned mask = 0xffffffffu) {
-    if (mask != 0xffffffffu) std::abort();
-    emu->warps[threadIdx.x >> 5]->arrive_and_wait();
-}
 #define __global__
 #define __device__
 #define __forceinline__ inline
