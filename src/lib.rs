@@ -235,7 +235,10 @@ impl CrossEncoderBuilder {
                 "token budget {budget} is smaller than max_length {max_length}"
             )));
         }
-        let cuda_budget = self.token_budget.unwrap_or(DEFAULT_CUDA_TOKEN_BUDGET);
+        // A default budget grows to hold the longest pair; an explicit one too small is an error (above).
+        let cuda_budget = self
+            .token_budget
+            .unwrap_or(DEFAULT_CUDA_TOKEN_BUDGET.max(max_length));
         // The tokenizer (JSON parsing, ~15 ms) loads on another thread while the weights are mapped and
         // converted; its errors still come first.
         let (tokenizer, weights) = std::thread::scope(|s| {
@@ -273,7 +276,9 @@ impl CrossEncoderBuilder {
 
         let token_budget = match &backend {
             Backend::Cuda(_) => cuda_budget,
-            Backend::Cpu(_) => self.token_budget.unwrap_or(DEFAULT_TOKEN_BUDGET),
+            Backend::Cpu(_) => self
+                .token_budget
+                .unwrap_or(DEFAULT_TOKEN_BUDGET.max(max_length)),
         };
         Ok(CrossEncoder {
             config,

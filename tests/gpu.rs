@@ -573,7 +573,7 @@ fn golden_pairs(gold: &[common::Golden]) -> Vec<EncodedPair> {
     gold.iter().map(pair).collect()
 }
 
-const BUDGET: usize = xenc::DEFAULT_TOKEN_BUDGET;
+const BUDGET: usize = xenc::DEFAULT_CUDA_TOKEN_BUDGET;
 
 /// Target 3.6e-3 (fp16 PyTorch on CPU is off by 3.8e-3, tests/golden/meta.json); fails above 7.2e-3.
 #[test]

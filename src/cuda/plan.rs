@@ -359,7 +359,8 @@ pub fn attention_launch(num_work: usize, head_dim: usize) -> Result<Launch, Stri
 pub const POOLER_PAIRS: usize = 4;
 
 /// pooler_classifier: one block per [`POOLER_PAIRS`] pairs, `2 · POOLER_PAIRS · H` fp32 of dynamic shared
-/// memory (the group's [CLS] rows and pooled vectors).
+/// memory (the group's [CLS] rows and pooled vectors): H ≤ 1536 within the default 48 KiB (BERT-large's
+/// 1024 included; wider models run on the CPU).
 pub fn pooler_launch(pairs: usize, h: usize) -> Result<Launch, String> {
     if h == 0 || !h.is_multiple_of(2) {
         return Err(format!("hidden size {h} must be even and positive"));

@@ -266,7 +266,10 @@ impl PairTokenizer {
             .enumerate()
             .map(|(i, (q, d))| {
                 self.encode_pair(q.as_ref(), d.as_ref())
-                    .map_err(|e| Error::Tokenizer(format!("pair {}: {e}", first + i)))
+                    .map_err(|e| match e {
+                        Error::Tokenizer(m) => Error::Tokenizer(format!("pair {}: {m}", first + i)),
+                        other => other,
+                    })
             })
             .collect()
     }

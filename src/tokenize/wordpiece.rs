@@ -258,6 +258,9 @@ thread_local! {
     static PIECE: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Ids a thread's `PIECE` buffer keeps room for between calls (256 KiB).
+const PIECE_KEEP: usize = 1 << 16;
+
 impl WordPiece {
     /// Appends the ids of `text` (one sequence: no special tokens, no truncation) to `out`.
     pub(crate) fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
@@ -277,7 +280,13 @@ impl WordPiece {
             Ok(mut ids) => {
                 ids.clear();
                 self.encode_into(text, &mut ids);
-                ids.as_slice().to_vec()
+                let piece = ids.as_slice().to_vec();
+                // A huge document once must not pin its buffer in every thread for good.
+                if ids.capacity() > PIECE_KEEP {
+                    ids.clear();
+                    ids.shrink_to(PIECE_KEEP);
+                }
+                piece
             }
             Err(_) => {
                 let mut ids = Vec::new();
