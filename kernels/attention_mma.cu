@@ -69,6 +69,9 @@
 //   The SIMT kernel (attention_varlen.cu) stays the readable reference; tests/gpu.rs runs both.
 //   Measured on an H200 (benches/gpu_kernels.rs, 16,343 tokens of ~114-token pairs, 12 heads of 32):
 //   54 us against 259 us for the SIMT kernel.
+// v2: the K/V tile size a template parameter; attention_mma_k32_hd32_f16 (32-key tiles, 72 registers, 7
+//   resident blocks per SM instead of 5) as an A/B variant (XENC_ATTENTION=mma-k32): the v1 kernel is
+//   latency-bound (ncu on an H100, 2026-11-26: 27% achieved occupancy, 7.7 cycles per issued instruction).
 #include "common.cuh"
 
 #define ATTN_MMA_Q_TILE 64    // queries per work item (per block) = ATTN_Q_TILE of attention_varlen.cu
@@ -80,6 +83,7 @@
 // Shared memory allows 10 (hd32) and 5 (hd64) blocks per SM on sm_90.
 #define ATTN_MMA_HD32_MIN_BLOCKS 5
 #define ATTN_MMA_HD64_MIN_BLOCKS 4
+#define ATTN_MMA_HD32_K32_MIN_BLOCKS 7  // 32-key tiles: 73 registers at most
 
 static_assert(ATTN_MMA_THREADS == 32 * (ATTN_MMA_Q_TILE / 16), "one warp per 16 query rows");
 static_assert(ATTN_MMA_K_TILE % 16 == 0, "K tiles are whole P.V k-steps");
@@ -149,15 +153,15 @@ __device__ __forceinline__ int swizzle(int row, int chunk) {
     return row * D + 8 * (chunk ^ ((row / ROWS_PER_WINDOW) & (CPR - 1)));
 }
 
-// Copies rows 0..63 of a [64][D] tile whose row r starts at src + r * row_stride into swizzled shared
+// Copies rows 0..ROWS-1 of a [ROWS][D] tile whose row r starts at src + r * row_stride into swizzled shared
 // memory with cp.async (not committed); rows r >= valid are zero-filled, their source clamped to row 0
 // (src-size 0: nothing is read). All ATTN_MMA_THREADS threads call it.
-template <int D>
+template <int D, int ROWS>
 __device__ __forceinline__ void load_tile_async(__half* dst, const __half* src, size_t row_stride, int valid) {
     constexpr int CPR = D / 8;
-    static_assert((64 * CPR) % ATTN_MMA_THREADS == 0, "whole chunks per thread");
+    static_assert((ROWS * CPR) % ATTN_MMA_THREADS == 0, "whole chunks per thread");
 #pragma unroll
-    for (int i = 0; i < 64 * CPR / ATTN_MMA_THREADS; ++i) {
+    for (int i = 0; i < ROWS * CPR / ATTN_MMA_THREADS; ++i) {
         const int idx = threadIdx.x + i * ATTN_MMA_THREADS;
         const int r = idx / CPR, c = idx % CPR;
         const bool ok = r < valid;
@@ -165,23 +169,24 @@ __device__ __forceinline__ void load_tile_async(__half* dst, const __half* src, 
     }
 }
 
-template <int D>
+// KT: keys per K/V tile (ATTN_MMA_K_TILE, or 32 for the attention_mma_k32 variant: half the S registers).
+template <int D, int KT>
 __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qkv, __half* __restrict__ ctx,
                                                    const int* __restrict__ cu_seqlens,
                                                    const int* __restrict__ out_offsets,
                                                    const int4* __restrict__ work, int num_work, int num_heads,
                                                    float scale) {
     static_assert(D % 32 == 0, "K fragments are loaded 32 dims per ldmatrix.x4");
-    static_assert(ATTN_MMA_Q_TILE == 64 && ATTN_MMA_K_TILE == 64, "load_tile_async copies 64-row tiles");
+    static_assert(ATTN_MMA_Q_TILE == 64 && (KT == 64 || KT == 32), "64-query tiles, 32- or 64-key tiles");
     constexpr int CPR = D / 8;                     // 16-byte chunks per row
     constexpr int KS_QK = D / 16;                  // k-steps of S = Q.K^T (over head_dim)
-    constexpr int NT_S = ATTN_MMA_K_TILE / 8;      // 8-key n-tiles of S per K tile
-    constexpr int KS_PV = ATTN_MMA_K_TILE / 16;    // 16-key k-steps of P.V per V tile
+    constexpr int NT_S = KT / 8;      // 8-key n-tiles of S per K tile
+    constexpr int KS_PV = KT / 16;    // 16-key k-steps of P.V per V tile
     constexpr int NT_O = D / 8;                    // 8-dim n-tiles of O
 
     __shared__ __align__(16) __half sq[ATTN_MMA_Q_TILE * D];
-    __shared__ __align__(16) __half sk[2][ATTN_MMA_K_TILE * D];
-    __shared__ __align__(16) __half sv[2][ATTN_MMA_K_TILE * D];
+    __shared__ __align__(16) __half sk[2][KT * D];
+    __shared__ __align__(16) __half sv[2][KT * D];
 
     if (blockIdx.x >= num_work) return;  // block-uniform
     const int4 item = work[blockIdx.x];
@@ -204,9 +209,9 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
     const __half* k_base = q_base + H;
     const __half* v_base = q_base + 2 * H;
 
-    load_tile_async<D>(sq, q_base + (size_t)q_begin * row_stride, row_stride, q_stop - q_begin);
-    load_tile_async<D>(sk[0], k_base, row_stride, min(ATTN_MMA_K_TILE, L));
-    load_tile_async<D>(sv[0], v_base, row_stride, min(ATTN_MMA_K_TILE, L));
+    load_tile_async<D, ATTN_MMA_Q_TILE>(sq, q_base + (size_t)q_begin * row_stride, row_stride, q_stop - q_begin);
+    load_tile_async<D, KT>(sk[0], k_base, row_stride, min(KT, L));
+    load_tile_async<D, KT>(sv[0], v_base, row_stride, min(KT, L));
     cp_async_commit();
 
     const float c = scale * ATTN_MMA_LOG2E;  // score -> base-2 exponent
@@ -217,18 +222,18 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
     float m[2] = {neg_inf_f32(), neg_inf_f32()};  // running max of raw scores, rows g and g+8
     float l[2] = {0.0f, 0.0f};                    // this lane's share of the running sum of P
 
-    const int num_tiles = (L + ATTN_MMA_K_TILE - 1) / ATTN_MMA_K_TILE;
+    const int num_tiles = (L + KT - 1) / KT;
     for (int tile = 0; tile < num_tiles; ++tile) {
         const int buf = tile & 1;
-        const int k0 = tile * ATTN_MMA_K_TILE;
+        const int k0 = tile * KT;
         cp_async_wait_all();  // this thread's copies of tile `tile` (and of Q on tile 0) have landed
         // Everyone's copies are visible, and everyone is done reading buffer buf ^ 1 (tile - 1).
         __syncthreads();
         if (tile + 1 < num_tiles) {  // block-uniform: prefetch the next tile while this one is used
-            const int k1 = k0 + ATTN_MMA_K_TILE;
-            const int valid = min(ATTN_MMA_K_TILE, L - k1);
-            load_tile_async<D>(sk[buf ^ 1], k_base + (size_t)k1 * row_stride, row_stride, valid);
-            load_tile_async<D>(sv[buf ^ 1], v_base + (size_t)k1 * row_stride, row_stride, valid);
+            const int k1 = k0 + KT;
+            const int valid = min(KT, L - k1);
+            load_tile_async<D, KT>(sk[buf ^ 1], k_base + (size_t)k1 * row_stride, row_stride, valid);
+            load_tile_async<D, KT>(sv[buf ^ 1], v_base + (size_t)k1 * row_stride, row_stride, valid);
             cp_async_commit();
         }
         if (!warp_live) continue;  // warp-uniform; the warp still reaches the next barrier
@@ -241,7 +246,7 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
         }
         const __half* k_tile = sk[buf];
         const __half* v_tile = sv[buf];
-        const int nk = min(ATTN_MMA_K_TILE, L - k0);  // valid keys in this tile, >= 1; warp-uniform
+        const int nk = min(KT, L - k0);  // valid keys in this tile, >= 1; warp-uniform
 
         // S = Q.K^T for the warp's 16 rows and the tile's keys, fp32.
         float s[NT_S][4];
@@ -258,7 +263,7 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
                 }
             }
         }
-        if (nk < ATTN_MMA_K_TILE) {  // warp-uniform: keys past the pair's end get -inf
+        if (nk < KT) {  // warp-uniform: keys past the pair's end get -inf
 #pragma unroll
             for (int j = 0; j < NT_S; ++j)
 #pragma unroll
@@ -356,11 +361,19 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
 extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_MIN_BLOCKS)
 attention_mma_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                        const int4* work, int num_work, int num_heads, float scale) {
-    attention_mma_impl<32>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
+    attention_mma_impl<32, ATTN_MMA_K_TILE>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD64_MIN_BLOCKS)
 attention_mma_hd64_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                        const int4* work, int num_work, int num_heads, float scale) {
-    attention_mma_impl<64>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
+    attention_mma_impl<64, ATTN_MMA_K_TILE>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
+}
+
+// The same kernel with 32-key K/V tiles (twice the tiles and barriers, half the S accumulator registers), for
+// more resident blocks per SM at head_dim 32: XENC_ATTENTION=mma-k32 (an A/B variant).
+extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_K32_MIN_BLOCKS)
+attention_mma_k32_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
+                           const int4* work, int num_work, int num_heads, float scale) {
+    attention_mma_impl<32, 32>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
 }

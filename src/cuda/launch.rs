@@ -26,6 +26,7 @@ pub const SIGNATURES: &[(&str, &str)] = &[
     ("attention_varlen_hd64_f16", ATTENTION),
     ("attention_mma_hd32_f16", ATTENTION),
     ("attention_mma_hd64_f16", ATTENTION),
+    ("attention_mma_k32_hd32_f16", ATTENTION),
     ("bias_gelu_f16", "__half*, const __half*, int, int"),
     ("add_bias_residual_layernorm_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
     ("gather_rows_f16", "const __half*, const int*, __half*, int, int"),
@@ -195,14 +196,18 @@ pub enum AttentionKernel {
     Simt,
     /// kernels/attention_mma.cu: tensor cores (mma.sync m16n8k16), FlashAttention-2 style.
     Mma,
+    /// The same with 32-key K/V tiles at head_dim 32 (72 instead of 93 registers: 7 resident blocks per
+    /// SM instead of 5); head_dim 64 runs [`AttentionKernel::Mma`]. An A/B variant.
+    MmaK32,
 }
 
 impl AttentionKernel {
-    /// The kernel named by `XENC_ATTENTION`: `simt` picks [`AttentionKernel::Simt`]; unset or anything
-    /// else, [`AttentionKernel::Mma`].
+    /// The kernel named by `XENC_ATTENTION`: `simt` picks [`AttentionKernel::Simt`], `mma-k32`
+    /// [`AttentionKernel::MmaK32`]; unset or anything else, [`AttentionKernel::Mma`].
     pub fn parse(value: Option<&str>) -> Self {
-        match value {
-            Some(v) if v.trim().eq_ignore_ascii_case("simt") => AttentionKernel::Simt,
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            Some("simt") => AttentionKernel::Simt,
+            Some("mma-k32") => AttentionKernel::MmaK32,
             _ => AttentionKernel::Mma,
         }
     }
@@ -247,7 +252,12 @@ pub fn attention_varlen_with(
         (AttentionKernel::Simt, 32) => ("attention_varlen_hd32_f16", &gpu.f.attention_hd32),
         (AttentionKernel::Simt, _) => ("attention_varlen_hd64_f16", &gpu.f.attention_hd64),
         (AttentionKernel::Mma, 32) => ("attention_mma_hd32_f16", &gpu.f.attention_mma_hd32),
-        (AttentionKernel::Mma, _) => ("attention_mma_hd64_f16", &gpu.f.attention_mma_hd64),
+        (AttentionKernel::MmaK32, 32) => {
+            ("attention_mma_k32_hd32_f16", &gpu.f.attention_mma_k32_hd32)
+        }
+        (AttentionKernel::Mma | AttentionKernel::MmaK32, _) => {
+            ("attention_mma_hd64_f16", &gpu.f.attention_mma_hd64)
+        }
     };
     let lay = batch.layout(k)?;
     if num_heads != batch.num_heads() {
@@ -522,8 +532,10 @@ mod tests {
 
     #[test]
     fn xenc_attention_picks_the_kernel() {
-        use AttentionKernel::{Mma, Simt};
+        use AttentionKernel::{Mma, MmaK32, Simt};
         assert_eq!(AttentionKernel::parse(None), Mma);
+        assert_eq!(AttentionKernel::parse(Some("mma-k32")), MmaK32);
+        assert_eq!(AttentionKernel::parse(Some(" MMA-K32 ")), MmaK32);
         assert_eq!(AttentionKernel::parse(Some("simt")), Simt);
         assert_eq!(AttentionKernel::parse(Some(" SIMT\n")), Simt);
         assert_eq!(AttentionKernel::parse(Some("mma")), Mma);
