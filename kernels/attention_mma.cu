@@ -83,7 +83,8 @@
 // Shared memory allows 10 (hd32) and 5 (hd64) blocks per SM on sm_90.
 #define ATTN_MMA_HD32_MIN_BLOCKS 5
 #define ATTN_MMA_HD64_MIN_BLOCKS 4
-#define ATTN_MMA_HD32_K32_MIN_BLOCKS 7  // 32-key tiles: 73 registers at most
+#define ATTN_MMA_HD32_K32_MIN_BLOCKS 7  // 32-key tiles: 73 registers at most (ptxas 12.9: 72, no spills)
+#define ATTN_MMA_HD32_K32X8_MIN_BLOCKS 8  // the same at 64 registers (sm_90: no spills)
 
 static_assert(ATTN_MMA_THREADS == 32 * (ATTN_MMA_Q_TILE / 16), "one warp per 16 query rows");
 static_assert(ATTN_MMA_K_TILE % 16 == 0, "K tiles are whole P.V k-steps");
@@ -375,5 +376,12 @@ attention_mma_hd64_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, co
 extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_K32_MIN_BLOCKS)
 attention_mma_k32_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                            const int4* work, int num_work, int num_heads, float scale) {
+    attention_mma_impl<32, 32>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
+}
+
+// The 32-key-tile kernel held to 64 registers, 8 resident blocks per SM: XENC_ATTENTION=mma-k32x8.
+extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_K32X8_MIN_BLOCKS)
+attention_mma_k32x8_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
+                             const int4* work, int num_work, int num_heads, float scale) {
     attention_mma_impl<32, 32>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
 }

@@ -192,6 +192,7 @@ fn attention_varlen_matches_cpu() {
                 AttentionKernel::Simt,
                 AttentionKernel::Mma,
                 AttentionKernel::MmaK32,
+                AttentionKernel::MmaK32x8,
             ] {
                 let mut ctx = zeros_f16(&gpu, rows * h).unwrap();
                 attention_varlen_with(&gpu, kernel, &db, &dqkv, &mut ctx, mode, heads, d).unwrap();

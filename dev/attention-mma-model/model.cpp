@@ -136,7 +136,8 @@ enum class Tiles { Full, Random, Partial };
 
 // lens: pair lengths; heads; cls_only: query 0 only, out row p; tiles: Full = 64-query tiles, Random =
 // random tile sizes 1..64, Partial = full tiles but every third one dropped (its rows must stay untouched).
-// k32: the 32-key-tile variant (attention_mma_k32_hd32_f16; D must be 32).
+// k32: the 32-key-tile variant (attention_mma_k32_hd32_f16, or its 64-register twin k32x8 for odd heads,
+// the same source; D must be 32).
 void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, Tiles tiles, bool k32 = false) {
     const int n = lens.size();
     std::vector<int> cu(n + 1, 0);
@@ -177,7 +178,8 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
     const int num_work = work.size();
     const unsigned grid = num_work + 3;  // blocks past num_work must be no-ops
     launch(grid, ATTN_MMA_THREADS, [&] {
-        if (k32) attention_mma_k32_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
+        if (k32 && heads % 2) attention_mma_k32x8_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
+        else if (k32) attention_mma_k32_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
         else if (D == 32) attention_mma_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
         else attention_mma_hd64_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
     });
