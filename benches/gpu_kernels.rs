@@ -250,10 +250,6 @@ fn gpu_kernels(c: &mut Criterion) {
     );
     for (name, kernel) in [
         ("attention hd32 (mma)", AttentionKernel::Mma),
-        (
-            "attention hd32 (mma, 32-key tiles)",
-            AttentionKernel::MmaK32,
-        ),
         ("attention hd32 (simt)", AttentionKernel::Simt),
     ] {
         bench!(

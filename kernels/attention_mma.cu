@@ -14,8 +14,9 @@
 //   the weights applied to V are normalised as used); O accumulates in fp32 and is divided by l and
 //   rounded to fp16 once at the end.
 // Launch: grid.x = num_work (blocks past num_work return), blockDim.x = ATTN_MMA_THREADS exactly, no dynamic
-//   shared memory; static shared memory = (ATTN_MMA_Q_TILE + 4 * ATTN_MMA_K_TILE) * D * 2 bytes
-//   (20 KiB at D = 32, 40 KiB at D = 64): the Q tile plus two K and two V tiles (double buffer).
+//   shared memory; static shared memory = (ATTN_MMA_Q_TILE + 4 * K tile) * D * 2 bytes (K tile =
+//   ATTN_MMA_HD32_K_TILE = 32 at D = 32: 12 KiB; ATTN_MMA_HD64_K_TILE = 64 at D = 64: 40 KiB): the Q tile
+//   plus two K and two V tiles (double buffer).
 // Preconditions (checked by Rust): sm_80 or newer; qkv and ctx 16-byte aligned (rows are then 16-byte
 //   aligned since H % 8 == 0); work items valid as above. Out-of-range heads or queries are skipped, not
 //   written; queries at or past min(q_end, L) are never written.
@@ -26,16 +27,17 @@
 //   math and write nothing, but still load tiles and reach every __syncthreads. Within a live warp, rows at
 //   or past q_end have Q zero-filled (uniform softmax over finite scores: harmless) and are not written.
 //   All 128 threads copy tiles global -> shared with 16-byte cp.async: the Q tile (64 x D) once, then K and
-//   V in tiles of ATTN_MMA_K_TILE = 64 keys, double-buffered (tile i+1 is in flight while tile i is used).
+//   V in tiles of KT keys (32 at D = 32, 64 at D = 64), double-buffered (tile i+1 is in flight while tile i
+//   is used).
 //   Rows of a tile past the pair's end (or past q_end for Q) are zero-filled by cp.async (src-size 0), so
 //   the P.V mma multiplies P = 0 by V = 0, never by stale data; their scores are set to -inf before the max.
-//   Per tile a live warp computes S (16 x 64) with 8 n-tiles x D/16 k-steps of mma, masks, updates m and l,
-//   rescales O, converts P to fp16 A fragments in registers, and accumulates O (16 x D) with 4 k-steps x
-//   D/8 n-tiles of mma. 8-key n-tiles of S and 16-key k-steps of P.V that lie wholly past the pair's end
+//   Per tile a live warp computes S (16 x KT) with KT/8 n-tiles x D/16 k-steps of mma, masks, updates m
+//   and l, rescales O, converts P to fp16 A fragments in registers, and accumulates O (16 x D) with KT/16
+//   k-steps x D/8 n-tiles of mma. 8-key n-tiles of S and 16-key k-steps of P.V that lie wholly past the pair's end
 //   are skipped (warp-uniform). At the end the quad-reduced l divides O, the warp stages its 16 x D fp16
 //   rows in its own 16 rows of the Q tile (no longer needed) and writes them with 16-byte stores.
 //
-// Shared-memory tiles: [64][D] fp16, row-major, each row D/8 16-byte chunks, chunk c of row r stored at
+// Shared-memory tiles: [64][D] (Q) and [KT][D] (K, V) fp16, row-major, each row D/8 16-byte chunks, chunk c of row r stored at
 //   chunk c ^ ((r / (8 / (D/8))) % (D/8)) of that row (swizzle(): 8 consecutive rows at one logical chunk
 //   hit 8 distinct 16-byte bank groups, so every ldmatrix phase and the output staging are conflict-free).
 //
@@ -69,25 +71,27 @@
 //   The SIMT kernel (attention_varlen.cu) stays the readable reference; tests/gpu.rs runs both.
 //   Measured on an H200 (benches/gpu_kernels.rs, 16,343 tokens of ~114-token pairs, 12 heads of 32):
 //   54 us against 259 us for the SIMT kernel.
-// v2: the K/V tile size a template parameter; attention_mma_k32_hd32_f16 (32-key tiles, 72 registers, 7
-//   resident blocks per SM instead of 5) as an A/B variant (XENC_ATTENTION=mma-k32): the v1 kernel is
-//   latency-bound (ncu on an H100, 2026-11-26: 27% achieved occupancy, 7.7 cycles per issued instruction).
+// v2: the K/V tile size a template parameter, 32 keys at head_dim 32 (72 registers, 7 resident blocks per
+//   SM instead of 5). v1 was latency-bound (ncu on an H100, 2026-11-26: 27% achieved occupancy, 7.7 cycles
+//   per issued instruction). A/B on an H200 (07:26 UTC, report 2026-11-26-0726-h200.md, run as the
+//   variants attention_mma_k32_hd32_f16 / _k32x8_ of the same source): 54.4 -> 50.5 us per 16,343 tokens.
 #include "common.cuh"
 
 #define ATTN_MMA_Q_TILE 64    // queries per work item (per block) = ATTN_Q_TILE of attention_varlen.cu
 #define ATTN_MMA_THREADS 128  // threads per block: 4 warps of 16 query rows each
-#define ATTN_MMA_K_TILE 64    // keys per shared-memory tile of K and of V
+// Keys per shared-memory tile of K and of V. At head_dim 32 the 32-key tile halves the S accumulator: 72
+// registers instead of 93, so 7 blocks per SM instead of 5 (54.4 -> 50.5 us for 16,343 tokens on an H200,
+// 2026-11-26 07:26 UTC, benches/gpu_kernels.rs; model-only 130.7-132.9k -> 134.2k pairs/s in the same run).
+#define ATTN_MMA_HD32_K_TILE 32
+#define ATTN_MMA_HD64_K_TILE 64
 
 // Minimum resident blocks per SM handed to __launch_bounds__, which caps registers at 65536 / (128 * n):
-// 102 at hd32 (ptxas uses ~90; 6 blocks = 80 registers spills), 128 at hd64 (what it uses uncapped; 5 spills).
-// Shared memory allows 10 (hd32) and 5 (hd64) blocks per SM on sm_90.
-#define ATTN_MMA_HD32_MIN_BLOCKS 5
+// 73 at hd32 (ptxas 12.9 uses 72 without spills; 64 at 8 blocks ran no faster at model level), 128 at hd64
+// (what it uses uncapped; 5 spills). Shared memory allows 18 (hd32) and 5 (hd64) blocks per SM on sm_90.
+#define ATTN_MMA_HD32_MIN_BLOCKS 7
 #define ATTN_MMA_HD64_MIN_BLOCKS 4
-#define ATTN_MMA_HD32_K32_MIN_BLOCKS 7  // 32-key tiles: 73 registers at most (ptxas 12.9: 72, no spills)
-#define ATTN_MMA_HD32_K32X8_MIN_BLOCKS 8  // the same at 64 registers (sm_90: no spills)
 
 static_assert(ATTN_MMA_THREADS == 32 * (ATTN_MMA_Q_TILE / 16), "one warp per 16 query rows");
-static_assert(ATTN_MMA_K_TILE % 16 == 0, "K tiles are whole P.V k-steps");
 
 #define ATTN_MMA_LOG2E 1.44269504088896340736f
 
@@ -170,7 +174,7 @@ __device__ __forceinline__ void load_tile_async(__half* dst, const __half* src, 
     }
 }
 
-// KT: keys per K/V tile (ATTN_MMA_K_TILE, or 32 for the attention_mma_k32 variant: half the S registers).
+// KT: keys per K/V tile (ATTN_MMA_HD32_K_TILE or ATTN_MMA_HD64_K_TILE).
 template <int D, int KT>
 __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qkv, __half* __restrict__ ctx,
                                                    const int* __restrict__ cu_seqlens,
@@ -362,26 +366,11 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
 extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_MIN_BLOCKS)
 attention_mma_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                        const int4* work, int num_work, int num_heads, float scale) {
-    attention_mma_impl<32, ATTN_MMA_K_TILE>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
+    attention_mma_impl<32, ATTN_MMA_HD32_K_TILE>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD64_MIN_BLOCKS)
 attention_mma_hd64_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                        const int4* work, int num_work, int num_heads, float scale) {
-    attention_mma_impl<64, ATTN_MMA_K_TILE>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
-}
-
-// The same kernel with 32-key K/V tiles (twice the tiles and barriers, half the S accumulator registers), for
-// more resident blocks per SM at head_dim 32: XENC_ATTENTION=mma-k32 (an A/B variant).
-extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_K32_MIN_BLOCKS)
-attention_mma_k32_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
-                           const int4* work, int num_work, int num_heads, float scale) {
-    attention_mma_impl<32, 32>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
-}
-
-// The 32-key-tile kernel held to 64 registers, 8 resident blocks per SM: XENC_ATTENTION=mma-k32x8.
-extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_K32X8_MIN_BLOCKS)
-attention_mma_k32x8_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
-                             const int4* work, int num_work, int num_heads, float scale) {
-    attention_mma_impl<32, 32>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
+    attention_mma_impl<64, ATTN_MMA_HD64_K_TILE>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
 }

@@ -264,10 +264,6 @@ run_checks() {
                 --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --profile
             step "attention A/B: XENC_ATTENTION=simt xenc bench --device cuda" 60 env XENC_ATTENTION=simt \
                 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
-            for variant in mma-k32 mma-k32x8; do
-                step "attention A/B: XENC_ATTENTION=$variant xenc bench --device cuda" 60 env XENC_ATTENTION=$variant \
-                    "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
-            done
             # Other batch sizes than the CUDA default (65,536 tokens).
             for budget in 16384 32768; do
                 step "token budget A/B: xenc bench --device cuda --token-budget $budget" 30 "$work/bin/xenc" bench \

@@ -136,9 +136,7 @@ enum class Tiles { Full, Random, Partial };
 
 // lens: pair lengths; heads; cls_only: query 0 only, out row p; tiles: Full = 64-query tiles, Random =
 // random tile sizes 1..64, Partial = full tiles but every third one dropped (its rows must stay untouched).
-// k32: the 32-key-tile variant (attention_mma_k32_hd32_f16, or its 64-register twin k32x8 for odd heads,
-// the same source; D must be 32).
-void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, Tiles tiles, bool k32 = false) {
+void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, Tiles tiles) {
     const int n = lens.size();
     std::vector<int> cu(n + 1, 0);
     for (int i = 0; i < n; ++i) cu[i + 1] = cu[i] + lens[i];
@@ -178,9 +176,7 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
     const int num_work = work.size();
     const unsigned grid = num_work + 3;  // blocks past num_work must be no-ops
     launch(grid, ATTN_MMA_THREADS, [&] {
-        if (k32 && heads % 2) attention_mma_k32x8_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
-        else if (k32) attention_mma_k32_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
-        else if (D == 32) attention_mma_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
+        if (D == 32) attention_mma_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
         else attention_mma_hd64_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
     });
     double err = 0;
@@ -216,9 +212,9 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
             }
     const double tol = 2e-3;
     const bool ok = err <= tol && !wrong_writes && !unwritten;
-    printf("attention_mma%s hd%d n=%d T=%d heads=%d %s%s qk_scale=%g  max_rel_err %.3e (tol %.0e)  unwritten %d  "
+    printf("attention_mma hd%d n=%d T=%d heads=%d %s%s qk_scale=%g  max_rel_err %.3e (tol %.0e)  unwritten %d  "
            "stray writes %d  %s\n",
-           k32 ? "_k32" : "", D, n, T, heads, cls_only ? "CLS" : "full", tiles == Tiles::Random ? " random-tiles" : tiles == Tiles::Partial ? " partial" : "",
+           D, n, T, heads, cls_only ? "CLS" : "full", tiles == Tiles::Random ? " random-tiles" : tiles == Tiles::Partial ? " partial" : "",
            qk_scale, err, tol, unwritten, wrong_writes, ok ? "ok" : "FAIL");
     if (!ok) ++fails;
     (void)dropped;
@@ -234,12 +230,8 @@ int main() {
         test(D, {300, 1, 64, 129, 9}, 2, false, 2.f, Tiles::Random);
         test(D, {200, 3, 130, 70}, 2, false, 1.f, Tiles::Partial);
     }
-    // 32-key tiles: lengths around 32, 64 and 512.
-    test(32, {1, 2, 31, 32, 33, 63, 64, 65, 95, 96, 97, 128, 200}, 2, false, 1.f, Tiles::Full, true);
-    test(32, {512, 5, 77, 33}, 3, true, 4.f, Tiles::Full, true);
-    test(32, {512, 1, 300, 511}, 1, false, 4.f, Tiles::Full, true);
-    test(32, {300, 1, 64, 129, 9}, 2, false, 2.f, Tiles::Random, true);
-    test(32, {200, 3, 130, 70}, 2, false, 1.f, Tiles::Partial, true);
+    // hd32 runs 32-key tiles, hd64 64-key tiles: lengths around both tile sizes.
+    for (int D : {32, 64}) test(D, {1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 128, 200}, 2, false, 1.f, Tiles::Full);
     printf("%s (%d failures)\n", fails ? "FAILED" : "ALL OK", fails);
     return fails != 0;
 }

@@ -26,8 +26,6 @@ pub const SIGNATURES: &[(&str, &str)] = &[
     ("attention_varlen_hd64_f16", ATTENTION),
     ("attention_mma_hd32_f16", ATTENTION),
     ("attention_mma_hd64_f16", ATTENTION),
-    ("attention_mma_k32_hd32_f16", ATTENTION),
-    ("attention_mma_k32x8_hd32_f16", ATTENTION),
     ("bias_gelu_f16", "__half*, const __half*, int, int"),
     ("add_bias_residual_layernorm_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
     ("gather_rows_f16", "const __half*, const int*, __half*, int, int"),
@@ -197,22 +195,14 @@ pub enum AttentionKernel {
     Simt,
     /// kernels/attention_mma.cu: tensor cores (mma.sync m16n8k16), FlashAttention-2 style.
     Mma,
-    /// The same with 32-key K/V tiles at head_dim 32 (72 instead of 93 registers: 7 resident blocks per
-    /// SM instead of 5); head_dim 64 runs [`AttentionKernel::Mma`]. An A/B variant.
-    MmaK32,
-    /// [`AttentionKernel::MmaK32`] held to 64 registers (8 resident blocks per SM). An A/B variant.
-    MmaK32x8,
 }
 
 impl AttentionKernel {
-    /// The kernel named by `XENC_ATTENTION`: `simt` picks [`AttentionKernel::Simt`], `mma-k32`
-    /// [`AttentionKernel::MmaK32`], `mma-k32x8` [`AttentionKernel::MmaK32x8`]; unset or anything else,
-    /// [`AttentionKernel::Mma`].
+    /// The kernel named by `XENC_ATTENTION`: `simt` picks [`AttentionKernel::Simt`]; unset or anything
+    /// else, [`AttentionKernel::Mma`].
     pub fn parse(value: Option<&str>) -> Self {
         match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             Some("simt") => AttentionKernel::Simt,
-            Some("mma-k32") => AttentionKernel::MmaK32,
-            Some("mma-k32x8") => AttentionKernel::MmaK32x8,
             _ => AttentionKernel::Mma,
         }
     }
@@ -257,16 +247,7 @@ pub fn attention_varlen_with(
         (AttentionKernel::Simt, 32) => ("attention_varlen_hd32_f16", &gpu.f.attention_hd32),
         (AttentionKernel::Simt, _) => ("attention_varlen_hd64_f16", &gpu.f.attention_hd64),
         (AttentionKernel::Mma, 32) => ("attention_mma_hd32_f16", &gpu.f.attention_mma_hd32),
-        (AttentionKernel::MmaK32, 32) => {
-            ("attention_mma_k32_hd32_f16", &gpu.f.attention_mma_k32_hd32)
-        }
-        (AttentionKernel::MmaK32x8, 32) => (
-            "attention_mma_k32x8_hd32_f16",
-            &gpu.f.attention_mma_k32x8_hd32,
-        ),
-        (AttentionKernel::Mma | AttentionKernel::MmaK32 | AttentionKernel::MmaK32x8, _) => {
-            ("attention_mma_hd64_f16", &gpu.f.attention_mma_hd64)
-        }
+        (AttentionKernel::Mma, _) => ("attention_mma_hd64_f16", &gpu.f.attention_mma_hd64),
     };
     let lay = batch.layout(k)?;
     if num_heads != batch.num_heads() {
@@ -541,11 +522,8 @@ mod tests {
 
     #[test]
     fn xenc_attention_picks_the_kernel() {
-        use AttentionKernel::{Mma, MmaK32, MmaK32x8, Simt};
+        use AttentionKernel::{Mma, Simt};
         assert_eq!(AttentionKernel::parse(None), Mma);
-        assert_eq!(AttentionKernel::parse(Some("mma-k32")), MmaK32);
-        assert_eq!(AttentionKernel::parse(Some(" MMA-K32 ")), MmaK32);
-        assert_eq!(AttentionKernel::parse(Some("mma-k32x8")), MmaK32x8);
         assert_eq!(AttentionKernel::parse(Some("simt")), Simt);
         assert_eq!(AttentionKernel::parse(Some(" SIMT\n")), Simt);
         assert_eq!(AttentionKernel::parse(Some("mma")), Mma);

@@ -120,10 +120,6 @@ pub(crate) struct Functions {
     /// The tensor-core attention kernels (same contract as `attention_hd32` / `attention_hd64`).
     pub attention_mma_hd32: CudaFunction,
     pub attention_mma_hd64: CudaFunction,
-    /// attention_mma with 32-key tiles at head_dim 32 (`XENC_ATTENTION=mma-k32`).
-    pub attention_mma_k32_hd32: CudaFunction,
-    /// The same held to 64 registers (`XENC_ATTENTION=mma-k32x8`).
-    pub attention_mma_k32x8_hd32: CudaFunction,
     pub bias_gelu: CudaFunction,
     pub add_bias_residual_layernorm: CudaFunction,
     pub gather_rows: CudaFunction,
@@ -159,12 +155,6 @@ impl Functions {
             attention_hd64: get(&attn, "attention_varlen", "attention_varlen_hd64_f16")?,
             attention_mma_hd32: get(&attn_mma, "attention_mma", "attention_mma_hd32_f16")?,
             attention_mma_hd64: get(&attn_mma, "attention_mma", "attention_mma_hd64_f16")?,
-            attention_mma_k32_hd32: get(&attn_mma, "attention_mma", "attention_mma_k32_hd32_f16")?,
-            attention_mma_k32x8_hd32: get(
-                &attn_mma,
-                "attention_mma",
-                "attention_mma_k32x8_hd32_f16",
-            )?,
             bias_gelu: get(&gelu, "bias_gelu", "bias_gelu_f16")?,
             add_bias_residual_layernorm: get(
                 &ln,

@@ -690,8 +690,9 @@ mod tests {
         let f = "attention_mma.cu";
         assert_eq!(kernel_define(f, "ATTN_MMA_Q_TILE"), ATTN_Q_TILE);
         assert_eq!(kernel_define(f, "ATTN_MMA_THREADS"), ATTN_THREADS as usize);
-        let k_tile = kernel_define(f, "ATTN_MMA_K_TILE");
         for d in ATTN_HEAD_DIMS {
+            let k_tile = kernel_define(f, &format!("ATTN_MMA_HD{d}_K_TILE"));
+            assert!(k_tile == 32 || k_tile == 64, "hd{d}: K tile {k_tile}");
             // The Q tile and two K and two V tiles (double buffer), fp16: the kernel's __shared__ arrays.
             let smem = (ATTN_Q_TILE + 4 * k_tile) * d * 2;
             assert!(
