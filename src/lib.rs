@@ -58,9 +58,11 @@ fn overlap_chunks(n: usize) -> Vec<std::ops::Range<usize>> {
 /// ~240 bytes/µs); from it on, helpers from rayon's pool join the calling thread as they wake
 /// (`tokenize::share`). Helpers cost the calling thread one job injection and a copy of the text (a few
 /// µs), and it never waits for one that has not started, so the threshold only keeps tiny reranks free
-/// of that overhead. History: `par_iter` over the documents (the caller asleep until the pool finished)
-/// was 0.30–0.39 ms for the 1 × 50 rerank's 38 KB right after a GPU batch on a 16-core host, 0.11–0.14
-/// ms with the workers warm, 0.26–0.41 ms on one thread (H200 host, 2026-11-26).
+/// of that overhead. Measured (`benches/host_path.rs`, the 1 × 50 rerank's 38 KB right after 0.6 ms idle,
+/// 16-core H100/H200 hosts, 2026-11-26 06:32–07:26 UTC): 134–166 µs with helpers, 148–215 µs with
+/// `par_iter` (the caller asleep until the pool finishes), 205–273 µs on one thread; `xenc bench`'s
+/// rerank tokenisation 0.09–0.11 ms (0.38–0.40 ms before, with `par_iter` and push-grown id vectors). On
+/// the 2-core VM helpers were ~12% slower than one thread after idle and ~30% faster warm.
 const SHARE_MIN_BYTES: usize = 4 * 1024;
 
 /// How many helpers `rerank` asks for to tokenise `bytes` of documents on `cores` threads.
