@@ -353,6 +353,12 @@ impl CrossEncoder {
         matches!(self.backend, Backend::Cuda(_))
     }
 
+    /// Most tokens in one batch (the builder's [`CrossEncoderBuilder::token_budget`], or the device's
+    /// default: [`DEFAULT_CUDA_TOKEN_BUDGET`] on CUDA, [`DEFAULT_TOKEN_BUDGET`] on the CPU).
+    pub fn token_budget(&self) -> usize {
+        self.token_budget
+    }
+
     /// What runs the model, e.g. "cpu (2 threads)".
     pub fn device_name(&self) -> String {
         match &self.backend {
@@ -566,6 +572,33 @@ mod tests {
         }
         assert_eq!(model.encode_documents(query, &docs).unwrap(), want);
         assert!(model.encode_documents(query, &[""; 0]).unwrap().is_empty());
+    }
+
+    /// The token budget a CPU model gets by default and when set (needs the test checkpoint; skipped
+    /// without it).
+    #[test]
+    fn token_budget_defaults_by_device_and_follows_the_builder() {
+        let root = std::env::var_os("XENC_TEST_MODEL_DIR")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| std::path::PathBuf::from(h).join(".cache/xenc/test-model"))
+            });
+        let Some(dir) = root.map(|r| r.join("f32")).filter(|d| d.is_dir()) else {
+            eprintln!("skipped: no test checkpoint");
+            return;
+        };
+        let cpu = || super::CrossEncoder::builder(&dir).device(super::Device::Cpu);
+        assert_eq!(
+            cpu().build().unwrap().token_budget(),
+            super::DEFAULT_TOKEN_BUDGET
+        );
+        assert_eq!(
+            cpu().token_budget(3000).build().unwrap().token_budget(),
+            3000
+        );
+        let err = cpu().token_budget(100).build().err().unwrap().to_string();
+        assert!(err.contains("token budget 100"), "{err}");
     }
 
     #[test]

@@ -244,10 +244,11 @@ fn bench(args: BenchArgs) -> Result<()> {
     };
     if !args.json {
         out(format!(
-            "xenc bench: {} pairs, {tokens} tokens ({:.1} per pair), {}, tokenizer {}, median of {repeats} runs after a warm-up",
+            "xenc bench: {} pairs, {tokens} tokens ({:.1} per pair), {}, batches of up to {} tokens, tokenizer {}, median of {repeats} runs after a warm-up",
             pairs.len(),
             tokens as f64 / pairs.len() as f64,
             model.device_name(),
+            model.token_budget(),
             model.tokenizer().engine()
         ))?;
     }
