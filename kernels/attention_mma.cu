@@ -95,50 +95,8 @@ static_assert(ATTN_MMA_THREADS == 32 * (ATTN_MMA_Q_TILE / 16), "one warp per 16 
 
 #define ATTN_MMA_LOG2E 1.44269504088896340736f
 
-// ---- PTX wrappers: the only inline assembly of this file (dev/attention-mma-model swaps this block for a
-// ---- CPU model of each instruction). Shared-memory operands are passed as generic pointers.
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-    return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global -> shared copy, bypassing L1; the bytes past src_bytes (0 or 16) are zero-filled.
-__device__ __forceinline__ void cp_async_16(__half* dst, const __half* src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(src_bytes)
-                 : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-// Waits until all of this thread's committed cp.async groups have landed (other threads' copies need a
-// __syncthreads after it to be visible).
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
-// Four 8x8 fp16 matrices; lane i gives the address of row i % 8 of matrix i / 8 (16-byte aligned).
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const __half* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(row))
-                 : "memory");
-}
-
-// As ldmatrix_x4, each matrix transposed: register j receives M_j[2t, 2t+1][g].
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const __half* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(row))
-                 : "memory");
-}
-
-// d += A (16x16 fp16, row) . B (16x8 fp16, col), fp32 accumulate; fragments as in the header.
-__device__ __forceinline__ void mma_16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-// ---- end of PTX wrappers
+// cp.async, ldmatrix and mma.sync wrappers (dev/attention-mma-model swaps them for CPU models).
+#include "mma_ptx.cuh"
 
 // Two floats as one fp16x2 register (lo in the low 16 bits), round to nearest even.
 __device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
@@ -150,13 +108,6 @@ __device__ __forceinline__ float2 unpack_half2(unsigned u) {
     return __half22float2(*reinterpret_cast<__half2*>(&u));
 }
 
-// Element offset of 16-byte chunk `chunk` of row `row` in a swizzled [rows][D] fp16 tile (see header).
-template <int D>
-__device__ __forceinline__ int swizzle(int row, int chunk) {
-    constexpr int CPR = D / 8;              // 16-byte chunks per row: 4 or 8
-    constexpr int ROWS_PER_WINDOW = 8 / CPR;  // rows per 128-byte bank window: 2 or 1
-    return row * D + 8 * (chunk ^ ((row / ROWS_PER_WINDOW) & (CPR - 1)));
-}
 
 // Copies rows 0..ROWS-1 of a [ROWS][D] tile whose row r starts at src + r * row_stride into swizzled shared
 // memory with cp.async (not committed); rows r >= valid are zero-filled, their source clamped to row 0

@@ -264,6 +264,8 @@ run_checks() {
                 --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --profile
             step "attention A/B: XENC_ATTENTION=simt xenc bench --device cuda" 60 env XENC_ATTENTION=simt \
                 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
+            step "FFN-in A/B: XENC_FFN_IN=fused (gemm_bias_gelu) xenc bench --device cuda" 60 env XENC_FFN_IN=fused \
+                "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
             # Other batch sizes than the CUDA default (65,536 tokens).
             for budget in 16384 32768; do
                 step "token budget A/B: xenc bench --device cuda --token-budget $budget" 30 "$work/bin/xenc" bench \

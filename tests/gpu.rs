@@ -339,6 +339,48 @@ fn pooler_classifier_matches_cpu() {
 /// to a 1 x 50 rerank (5,417 tokens): without bias, and with two different biases in a row (the second
 /// reuses the first one's cached plan with a new bias pointer). At the ragged batch's row count, every
 /// algorithm the cuBLASLt heuristic offers is checked too.
+/// The fused FFN-in kernel (`XENC_FFN_IN=fused`) against its CPU twins, `ops::linear` then
+/// `ops::bias_gelu`: reference on the f32 inputs, baseline on fp16-rounded inputs with the GEMM's output
+/// rounded to fp16 before the GELU (what the unfused GPU path does) and the result rounded again.
+#[test]
+fn gemm_bias_gelu_matches_cpu() {
+    let Some(gpu) = gpu("gemm_bias_gelu_matches_cpu") else {
+        return;
+    };
+    let mut rng = Rng::new(17);
+    let ragged = LENGTHS.iter().sum::<usize>();
+    for rows in [1, 127, 129, ragged, 5417] {
+        for (k, n) in [(384, 1536), (96, 256)] {
+            let (x, w, b) = (rng.vec(rows * k, 2.0), rng.vec(n * k, 0.1), rng.vec(n, 0.5));
+            let twin = |x: &[f32], w: &[f32], b: &[f32], round: bool| {
+                let mut out = vec![0f32; rows * n];
+                ops::linear(x, w, None, &mut out, rows, k, n);
+                if round {
+                    out = r16(&out);
+                }
+                ops::bias_gelu(&mut out, b, n);
+                out
+            };
+            let reference = twin(&x, &w, &b, false);
+            let baseline = r16(&twin(&r16(&x), &r16(&w), &r16(&b), true));
+            let mut y = zeros_f16(&gpu, rows * n).unwrap();
+            linear_bias_gelu(
+                &gpu,
+                &up(&gpu, &x),
+                &up(&gpu, &w),
+                &up(&gpu, &b),
+                &mut y,
+                rows,
+                k,
+                n,
+            )
+            .unwrap();
+            let name = format!("gemm_bias_gelu {rows}x{k}x{n}");
+            check(&name, &down(&gpu, &y), &reference, &baseline);
+        }
+    }
+}
+
 #[test]
 fn gemms_match_cpu() {
     let Some(mut gpu) = gpu("gemms_match_cpu") else {

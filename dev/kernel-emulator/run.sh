@@ -9,8 +9,8 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 mkdir -p "$out/gen"
 for f in "$root"/kernels/*.cu; do
-    if [[ $(basename "$f") == attention_mma.cu ]]; then
-        echo "kernel-emulator: skipping attention_mma.cu: its inline PTX (mma.sync, ldmatrix, cp.async) cannot" \
+    if grep -q '#include "mma_ptx.cuh"' "$f"; then
+        echo "kernel-emulator: skipping $(basename "$f"): its inline PTX (mma.sync, ldmatrix, cp.async) cannot" \
             "run on the CPU; tests/gpu.rs checks it on a GPU, dev/attention-mma-model models its fragments"
         continue
     fi

@@ -1,7 +1,8 @@
 //! The fp16 forward pass over a ragged batch, op for op the CPU backend's (`crate::cpu`):
 //!
 //! embed_layernorm → per layer: QKV GEMM (+bias, cuBLASLt epilogue) → attention_varlen → out-proj GEMM
-//! → add_bias_residual_layernorm → FFN-in GEMM → bias_gelu → FFN-out GEMM → add_bias_residual_layernorm.
+//! → add_bias_residual_layernorm → FFN-in GEMM → bias_gelu (or both in gemm_bias_gelu with
+//! `XENC_FFN_IN=fused`) → FFN-out GEMM → add_bias_residual_layernorm.
 //! In the last layer, once Q, K, V exist for all T rows, only the n [CLS] rows go on (gather_rows,
 //! attention in ClsOnly mode). Then pooler_classifier → fp32 logits. Every buffer comes from
 //! [`Activations`], allocated once for the token budget.
@@ -12,6 +13,7 @@ use half::f16;
 use super::buffers::{addr, Activations};
 use super::context::Gpu;
 use super::launch;
+use super::plan;
 use super::profile::{lap, EventClock};
 use super::weights::DeviceWeights;
 use crate::batch::RaggedBatch;
@@ -59,6 +61,13 @@ pub(crate) fn enqueue(
     lap(clock, gpu, "embed_layernorm")?;
 
     let last = lay.layers.len() - 1;
+    // XENC_FFN_IN=fused, where the kernel takes the FFN's shape (h % 32 == 0, intermediate % 128 == 0).
+    let ffn_in = match launch::FfnIn::from_env() {
+        launch::FfnIn::Fused if plan::gemm_bias_gelu_launch(1, h, inter).is_ok() => {
+            launch::FfnIn::Fused
+        }
+        _ => launch::FfnIn::GemmThenGelu,
+    };
     for (l, ls) in lay.layers.iter().enumerate() {
         let qkv = &mut a.qkv.slice_mut(..t * 3 * h);
         launch::linear_bias(
@@ -127,23 +136,38 @@ pub(crate) fn enqueue(
             eps,
         )?;
         lap(clock, gpu, layer_stage(l == last, 3))?;
-        launch::linear(
-            gpu,
-            &x.slice(..rh),
-            &w.view(ls.ffn_in_weight),
-            &mut a.ffn.slice_mut(..ri),
-            rows,
-            h,
-            inter,
-        )?;
-        lap(clock, gpu, layer_stage(l == last, 4))?;
-        launch::bias_gelu(
-            gpu,
-            &mut a.ffn.slice_mut(..ri),
-            &w.view(ls.ffn_in_bias),
-            rows,
-            inter,
-        )?;
+        if ffn_in == launch::FfnIn::Fused {
+            // One kernel; its time is the ffn_in_gemm stage and bias_gelu's stays empty.
+            launch::linear_bias_gelu(
+                gpu,
+                &x.slice(..rh),
+                &w.view(ls.ffn_in_weight),
+                &w.view(ls.ffn_in_bias),
+                &mut a.ffn.slice_mut(..ri),
+                rows,
+                h,
+                inter,
+            )?;
+            lap(clock, gpu, layer_stage(l == last, 4))?;
+        } else {
+            launch::linear(
+                gpu,
+                &x.slice(..rh),
+                &w.view(ls.ffn_in_weight),
+                &mut a.ffn.slice_mut(..ri),
+                rows,
+                h,
+                inter,
+            )?;
+            lap(clock, gpu, layer_stage(l == last, 4))?;
+            launch::bias_gelu(
+                gpu,
+                &mut a.ffn.slice_mut(..ri),
+                &w.view(ls.ffn_in_bias),
+                rows,
+                inter,
+            )?;
+        }
         lap(clock, gpu, layer_stage(l == last, 5))?;
         launch::linear(
             gpu,

@@ -29,6 +29,7 @@ pub const SIGNATURES: &[(&str, &str)] = &[
     ("bias_gelu_f16", "__half*, const __half*, int, int"),
     ("add_bias_residual_layernorm_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
     ("gather_rows_f16", "const __half*, const int*, __half*, int, int"),
+    ("gemm_bias_gelu_f16", "const __half*, const __half*, const __half*, __half*, int, int, int"),
     ("pooler_classifier_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, float*, int, int, int"),
 ];
 const ATTENTION: &str =
@@ -465,6 +466,64 @@ pub fn linear(
         .map_err(|e| Error::Cuda(format!("cuBLAS GEMM {rows}x{k}x{n}: {e}")))
 }
 
+/// How the FFN's first half runs: `XENC_FFN_IN=fused` picks [`FfnIn::Fused`] (kernels/gemm_bias_gelu.cu,
+/// an A/B option not yet measured on a GPU); unset or anything else, [`FfnIn::GemmThenGelu`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FfnIn {
+    /// [`linear`] (cuBLASLt) into the FFN buffer, then [`bias_gelu`] over it.
+    GemmThenGelu,
+    /// [`linear_bias_gelu`]: one kernel, the erf GELU in the GEMM's epilogue.
+    Fused,
+}
+
+impl FfnIn {
+    pub fn parse(value: Option<&str>) -> Self {
+        match value {
+            Some(v) if v.trim().eq_ignore_ascii_case("fused") => FfnIn::Fused,
+            _ => FfnIn::GemmThenGelu,
+        }
+    }
+
+    /// `XENC_FFN_IN`, read once per process.
+    pub fn from_env() -> Self {
+        static CHOICE: OnceLock<FfnIn> = OnceLock::new();
+        *CHOICE.get_or_init(|| FfnIn::parse(std::env::var("XENC_FFN_IN").ok().as_deref()))
+    }
+}
+
+/// `y[rows, n] = gelu_erf(x[rows, k] · w[n, k]ᵀ + bias[n])` in one kernel (tensor cores, fp32 accumulation,
+/// bias and erf GELU in the epilogue, one rounding to fp16). k % 32 == 0, n % 128 == 0; every pointer
+/// 16-byte aligned.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_bias_gelu(
+    gpu: &Gpu,
+    x: &impl DevicePtr<f16>,
+    w: &impl DevicePtr<f16>,
+    bias: &impl DevicePtr<f16>,
+    y: &mut impl DevicePtrMut<f16>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) -> Result<()> {
+    const K: &str = "gemm_bias_gelu_f16";
+    let l = plan::gemm_bias_gelu_launch(rows, k, n).map_err(|m| fail(K, m))?;
+    let args = [
+        half_in(gpu, K, "x", x, rows * k)?,
+        half_in(gpu, K, "w", w, n * k)?,
+        half_in(gpu, K, "bias", bias, n)?,
+        half_out(gpu, K, "y", y, rows * n)?,
+        int(K, "M", rows)?,
+        int(K, "N", n)?,
+        int(K, "K", k)?,
+    ];
+    for (what, arg) in ["x", "w", "bias", "y"].iter().zip(&args) {
+        if let Arg::Ptr(a, _) = arg {
+            check(K, plan::check_aligned(what, *a, 16))?;
+        }
+    }
+    launch(gpu, &gpu.f.gemm_bias_gelu, K, l, &args)
+}
+
 /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ + bias[n]` with cuBLASLt's BIAS epilogue (fp32 accumulation,
 /// the bias added before the one rounding to fp16), so the QKV bias costs no extra pass over the output.
 /// A plan cached per shape (`gemm`), or with `XENC_GEMM=cublas` cudarc's `CudaBlasLT::matmul`.
@@ -528,6 +587,14 @@ mod tests {
         assert_eq!(AttentionKernel::parse(Some(" SIMT\n")), Simt);
         assert_eq!(AttentionKernel::parse(Some("mma")), Mma);
         assert_eq!(AttentionKernel::parse(Some("")), Mma);
+    }
+
+    #[test]
+    fn xenc_ffn_in_picks_the_path() {
+        use super::FfnIn::{Fused, GemmThenGelu};
+        assert_eq!(super::FfnIn::parse(None), GemmThenGelu);
+        assert_eq!(super::FfnIn::parse(Some(" Fused ")), Fused);
+        assert_eq!(super::FfnIn::parse(Some("cublas")), GemmThenGelu);
     }
 
     #[test]

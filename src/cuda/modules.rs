@@ -121,6 +121,8 @@ pub(crate) struct Functions {
     pub attention_mma_hd32: CudaFunction,
     pub attention_mma_hd64: CudaFunction,
     pub bias_gelu: CudaFunction,
+    /// The FFN-in GEMM with bias and erf GELU fused (`XENC_FFN_IN=fused`).
+    pub gemm_bias_gelu: CudaFunction,
     pub add_bias_residual_layernorm: CudaFunction,
     pub gather_rows: CudaFunction,
     pub pooler_classifier: CudaFunction,
@@ -140,10 +142,11 @@ impl Functions {
             m.load_function(f)
                 .map_err(|e| Error::Cuda(format!("kernel module {module}: function {f}: {e}")))
         };
-        let (embed, attn, attn_mma, gelu, ln, gather, pooler) = (
+        let (embed, attn, attn_mma, gemm_gelu, gelu, ln, gather, pooler) = (
             module("embed_layernorm")?,
             module("attention_varlen")?,
             module("attention_mma")?,
+            module("gemm_bias_gelu")?,
             module("bias_gelu")?,
             module("add_bias_layernorm")?,
             module("gather_rows")?,
@@ -156,6 +159,7 @@ impl Functions {
             attention_mma_hd32: get(&attn_mma, "attention_mma", "attention_mma_hd32_f16")?,
             attention_mma_hd64: get(&attn_mma, "attention_mma", "attention_mma_hd64_f16")?,
             bias_gelu: get(&gelu, "bias_gelu", "bias_gelu_f16")?,
+            gemm_bias_gelu: get(&gemm_gelu, "gemm_bias_gelu", "gemm_bias_gelu_f16")?,
             add_bias_residual_layernorm: get(
                 &ln,
                 "add_bias_layernorm",

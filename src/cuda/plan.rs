@@ -325,6 +325,34 @@ pub fn bias_gelu_launch(rows: usize, n: usize, sm_count: u32) -> Result<Launch, 
     })
 }
 
+/// gemm_bias_gelu's tile: rows and columns of y per block, K per pipeline stage, threads (`GBG_*` in
+/// kernels/gemm_bias_gelu.cu).
+pub const GBG_BM: usize = 128;
+pub const GBG_BN: usize = 128;
+pub const GBG_BK: usize = 32;
+pub const GBG_THREADS: u32 = 256;
+
+/// gemm_bias_gelu (`y[rows, n] = gelu_erf(x[rows, k] · w[n, k]ᵀ + b)`): one block per 128 x 128 tile of y,
+/// 1-D. Needs k % 32 == 0, n % 128 == 0 (MiniLM's FFN: k 384, n 1536).
+pub fn gemm_bias_gelu_launch(rows: usize, k: usize, n: usize) -> Result<Launch, String> {
+    if k == 0 || !k.is_multiple_of(GBG_BK) {
+        return Err(format!("K = {k} is not a positive multiple of {GBG_BK}"));
+    }
+    if n == 0 || !n.is_multiple_of(GBG_BN) {
+        return Err(format!("N = {n} is not a positive multiple of {GBG_BN}"));
+    }
+    let elems = rows
+        .checked_mul(n.max(k))
+        .filter(|&e| e <= i32::MAX as usize);
+    elems.ok_or_else(|| format!("{rows} rows x {} exceed 2^31 - 1", n.max(k)))?;
+    let blocks = rows.div_ceil(GBG_BM) * (n / GBG_BN);
+    Ok(Launch {
+        grid: grid_of(blocks, "blocks")?,
+        block: GBG_THREADS,
+        shared_mem_bytes: 0,
+    })
+}
+
 /// gather_rows: grid-stride over `rows * width / 2` half2 pairs with 32-bit indices.
 pub fn elementwise_launch(rows: usize, width: usize, sm_count: u32) -> Result<Launch, String> {
     if width == 0 || !width.is_multiple_of(2) {
@@ -978,6 +1006,27 @@ mod tests {
             (2, POOLER_THREADS, 2 * 4 * 1536)
         );
         assert_eq!(pooler_launch(143, 384).unwrap().grid, 36);
+        let g = gemm_bias_gelu_launch(16_343, 384, 1536).unwrap();
+        assert_eq!((g.grid, g.block, g.shared_mem_bytes), (128 * 12, 256, 0));
+        assert_eq!(gemm_bias_gelu_launch(1, 32, 128).unwrap().grid, 1);
+        assert_eq!(gemm_bias_gelu_launch(0, 384, 1536).unwrap().grid, 0);
+        assert!(
+            gemm_bias_gelu_launch(5, 48, 128).is_err()
+                && gemm_bias_gelu_launch(5, 64, 100).is_err()
+        );
+        let f = "gemm_bias_gelu.cu";
+        assert_eq!(
+            [
+                kernel_define(f, "GBG_BM"),
+                kernel_define(f, "GBG_BN"),
+                kernel_define(f, "GBG_BK"),
+                kernel_define(f, "GBG_THREADS"),
+            ],
+            [GBG_BM, GBG_BN, GBG_BK, GBG_THREADS as usize]
+        );
+        // The three stages of both tiles are the kernel's static shared memory: within 48 KiB.
+        let stages = kernel_define(f, "GBG_STAGES");
+        assert!(stages * (GBG_BM + GBG_BN) * GBG_BK * 2 <= MAX_DEFAULT_SHARED_BYTES);
         assert!(pooler_launch(5, 1536).is_ok() && pooler_launch(5, 1538).is_err());
         assert_eq!(
             kernel_define("pooler_classifier.cu", "POOLER_PAIRS"),
