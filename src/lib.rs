@@ -540,17 +540,23 @@ mod tests {
         assert_eq!(helpers(38_064, 2), 1);
     }
 
-    /// Both ways of `encode_documents` give `encode_pair`'s pairs, in order (needs the test checkpoint,
-    /// `bash scripts/fixtures.sh`; skipped without it).
-    #[test]
-    fn rerank_tokenisation_is_the_same_on_the_calling_thread_and_the_pool() {
+    /// The f32 test checkpoint (`XENC_TEST_MODEL_DIR`, else ~/.cache/xenc/test-model; built by
+    /// `bash scripts/fixtures.sh`), if it is there.
+    fn f32_test_model() -> Option<std::path::PathBuf> {
         let root = std::env::var_os("XENC_TEST_MODEL_DIR")
             .map(std::path::PathBuf::from)
             .or_else(|| {
                 std::env::var_os("HOME")
                     .map(|h| std::path::PathBuf::from(h).join(".cache/xenc/test-model"))
             });
-        let Some(dir) = root.map(|r| r.join("f32")).filter(|d| d.is_dir()) else {
+        root.map(|r| r.join("f32")).filter(|d| d.is_dir())
+    }
+
+    /// Both ways of `encode_documents` give `encode_pair`'s pairs, in order (needs the test checkpoint,
+    /// `bash scripts/fixtures.sh`; skipped without it).
+    #[test]
+    fn rerank_tokenisation_is_the_same_on_the_calling_thread_and_the_pool() {
+        let Some(dir) = f32_test_model() else {
             eprintln!("skipped: no test checkpoint");
             return;
         };
@@ -578,13 +584,7 @@ mod tests {
     /// without it).
     #[test]
     fn token_budget_defaults_by_device_and_follows_the_builder() {
-        let root = std::env::var_os("XENC_TEST_MODEL_DIR")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(|h| std::path::PathBuf::from(h).join(".cache/xenc/test-model"))
-            });
-        let Some(dir) = root.map(|r| r.join("f32")).filter(|d| d.is_dir()) else {
+        let Some(dir) = f32_test_model() else {
             eprintln!("skipped: no test checkpoint");
             return;
         };
