@@ -10,9 +10,9 @@
 //   offsets relative to the pair's start, 0 <= q_begin < q_end <= L, q_end - q_begin <= ATTN_MMA_Q_TILE.
 // Math: S = Q.K^T on tensor cores from fp16 Q and K with fp32 accumulation; scale * log2(e) is applied to S
 //   in fp32 inside the exponent (exp2(s * c - m * c), one FMA), the online softmax (running max m per row,
-//   running sum l per row, base 2) is fp32; P is rounded to fp16 for the P.V mma (l sums the rounded P, so
-//   the weights applied to V are normalised as used); O accumulates in fp32 and is divided by l and
-//   rounded to fp16 once at the end.
+//   running sum l per row, base 2) is fp32, 2^x by ex2.approx.ftz; P is rounded to fp16 for the P.V mma
+//   (l sums the rounded P, so the weights applied to V are normalised as used); O accumulates in fp32 and
+//   is divided by l and rounded to fp16 once at the end.
 // Launch: grid.x = num_work (blocks past num_work return), blockDim.x = ATTN_MMA_THREADS exactly, no dynamic
 //   shared memory; static shared memory = (ATTN_MMA_Q_TILE + 4 * K tile) * D * 2 bytes (K tile =
 //   ATTN_MMA_HD32_K_TILE = 32 at D = 32: 12 KiB; ATTN_MMA_HD64_K_TILE = 64 at D = 64: 40 KiB): the Q tile
@@ -33,9 +33,10 @@
 //   the P.V mma multiplies P = 0 by V = 0, never by stale data; their scores are set to -inf before the max.
 //   Per tile a live warp computes S (16 x KT) with KT/8 n-tiles x D/16 k-steps of mma, masks, updates m
 //   and l, rescales O, converts P to fp16 A fragments in registers, and accumulates O (16 x D) with KT/16
-//   k-steps x D/8 n-tiles of mma. 8-key n-tiles of S and 16-key k-steps of P.V that lie wholly past the pair's end
-//   are skipped (warp-uniform). At the end the quad-reduced l divides O, the warp stages its 16 x D fp16
-//   rows in its own 16 rows of the Q tile (no longer needed) and writes them with 16-byte stores.
+//   k-steps x D/8 n-tiles of mma, plus one n-tile of ones that sums P's rows into l. Keys past the pair's
+//   end are computed like the others (zero K and V rows, P = 0): no branch splits the mma chains. At the
+//   end l divides O, the warp stages its 16 x D fp16 rows in its own 16 rows of the Q tile (no longer
+//   needed) and writes them with 16-byte stores.
 //
 // Shared-memory tiles: [64][D] (Q) and [KT][D] (K, V) fp16, row-major, each row D/8 16-byte chunks, chunk c of row r stored at
 //   chunk c ^ ((r / (8 / (D/8))) % (D/8)) of that row (swizzle(): 8 consecutive rows at one logical chunk
@@ -63,9 +64,9 @@
 //     8d), (keys +0-7, dims 8d+8), (keys +8-15, dims 8d+8) gives (b0b1, b2b3) of n-tile d in regs 0, 1 and
 //     of n-tile d+1 in regs 2, 3.
 //   o[d][0..3] (C of dim n-tile d): o[d][0,1] = O[row g][dims 8d+2t, +1], o[d][2,3] = O[row g+8][same].
-//   m[0], l[0] belong to row g, m[1], l[1] to row g+8. m is the quad's row max (all 4 lanes of a quad hold
-//   the same row, reduced with shfl_xor 1 and 2); l is this lane's partial sum over its own columns, reduced
-//   over the quad once at the end (the rescale factor is quad-uniform, so partial sums rescale correctly).
+//   m[0] belongs to row g, m[1] to row g+8: the quad's row max (all 4 lanes of a quad hold the same row,
+//   reduced with shfl_xor 1 and 2). l is lsum, the C fragment of P times an all-ones B (fp16 1.0 pairs,
+//   no load): lsum[0] = lsum[1] = row g's sum, lsum[2] = lsum[3] = row g+8's, complete in every lane.
 //
 // v1: mma.sync m16n8k16 fp16 -> fp32, ldmatrix (.trans for V), cp.async double-buffered K/V, swizzled smem.
 //   The SIMT kernel (attention_varlen.cu) stays the readable reference; tests/gpu.rs runs both.
@@ -75,6 +76,13 @@
 //   SM instead of 5). v1 was latency-bound (ncu on an H100, 2026-11-26: 27% achieved occupancy, 7.7 cycles
 //   per issued instruction). A/B on an H200 (07:26 UTC, report 2026-11-26-0726-h200.md, run as the
 //   variants attention_mma_k32_hd32_f16 / _k32x8_ of the same source): 54.4 -> 50.5 us per 16,343 tokens.
+// v3: fewer instructions per tile (v2 issued an instruction every ~2 cycles of each scheduler, so issue
+//   slots were a limit): all n-tiles of S and k-steps of P.V unconditional (v2's per-n-tile branches made
+//   each tile's mma chains run one after another), row sums by mma against ones (was 16 fp16->fp32
+//   conversions + 16 adds + shuffles), ex2.approx.ftz instead of exp2f's range fix-up (3 instructions per
+//   exponential), lane-constant ldmatrix and cp.async offsets hoisted out of the tile loop. Tile loop,
+//   ptxas 12.9 sm_90 (dev/sass/loops.py): hd32 421 -> 262 SASS instructions (72 registers both), hd64
+//   930 -> 519 (128 both). Same results in dev/attention-mma-model. Not yet run on a GPU.
 #include "common.cuh"
 
 #define ATTN_MMA_Q_TILE 64    // queries per work item (per block) = ATTN_Q_TILE of attention_varlen.cu
@@ -104,9 +112,6 @@ __device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
     return *reinterpret_cast<unsigned*>(&h);
 }
 
-__device__ __forceinline__ float2 unpack_half2(unsigned u) {
-    return __half22float2(*reinterpret_cast<__half2*>(&u));
-}
 
 
 // Copies rows 0..ROWS-1 of a [ROWS][D] tile whose row r starts at src + r * row_stride into swizzled shared
@@ -124,6 +129,37 @@ __device__ __forceinline__ void load_tile_async(__half* dst, const __half* src, 
         cp_async_16(dst + swizzle<D>(r, c), src + (ok ? (size_t)r * row_stride : 0) + 8 * c, ok ? 16 : 0);
     }
 }
+
+// This thread's share of copying one [KT][D] K or V tile, set up once per block: the thread copies chunk
+// c = threadIdx.x % CPR of rows r0 + i * STEP (i < N, STEP = ATTN_MMA_THREADS / CPR). Because STEP is a
+// multiple of 8, swizzle<D>(r0 + i * STEP, c) = swizzle<D>(r0, c) + i * STEP * D: one shared offset and
+// one global pointer per thread, advanced by a tile per call (no per-chunk index arithmetic in the loop).
+template <int D, int KT>
+struct KvTileCopy {
+    static constexpr int CPR = D / 8;
+    static constexpr int STEP = ATTN_MMA_THREADS / CPR;  // rows between this thread's chunks
+    static constexpr int N = KT / STEP;                  // chunks per thread per tile
+    static_assert(ATTN_MMA_THREADS % CPR == 0 && KT % STEP == 0 && STEP % 8 == 0, "whole swizzle windows");
+    int r0;        // this thread's first row within a tile
+    int dst;       // its shared-memory element offset within a tile
+    size_t src;    // its element offset from row 0 of the tile's source (r0 * row_stride + 8c)
+
+    __device__ __forceinline__ KvTileCopy(size_t row_stride) {
+        const int c = threadIdx.x % CPR;
+        r0 = threadIdx.x / CPR;
+        dst = swizzle<D>(r0, c);
+        src = (size_t)r0 * row_stride + 8 * c;
+    }
+    // Copies rows 0..KT-1 of the tile whose row 0 is at base (rows >= valid zero-filled), not committed.
+    __device__ __forceinline__ void issue(__half* tile, const __half* base, size_t row_stride, int valid) const {
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+            const bool ok = r0 + i * STEP < valid;
+            cp_async_16(tile + dst + i * STEP * D, base + (ok ? src + (size_t)(i * STEP) * row_stride : 0),
+                        ok ? 16 : 0);
+        }
+    }
+};
 
 // KT: keys per K/V tile (ATTN_MMA_HD32_K_TILE or ATTN_MMA_HD64_K_TILE).
 template <int D, int KT>
@@ -162,21 +198,36 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
 
     // Row 0 of this pair's Q for this head (K is H further on, V 2H).
     const __half* q_base = qkv + (size_t)seq_begin * row_stride + head * D;
-    const __half* k_base = q_base + H;
-    const __half* v_base = q_base + 2 * H;
+    const __half* k_next = q_base + H;  // row 0 of the next K tile to copy (V: + H)
 
+    const KvTileCopy<D, KT> kv(row_stride);
     load_tile_async<D, ATTN_MMA_Q_TILE>(sq, q_base + (size_t)q_begin * row_stride, row_stride, q_stop - q_begin);
-    load_tile_async<D, KT>(sk[0], k_base, row_stride, min(KT, L));
-    load_tile_async<D, KT>(sv[0], v_base, row_stride, min(KT, L));
+    kv.issue(sk[0], k_next, row_stride, L);
+    kv.issue(sv[0], k_next + H, row_stride, L);
     cp_async_commit();
+    k_next += KT * row_stride;
+
+    // Lane-constant ldmatrix offsets within a tile. Rows 8m apart share a swizzle pattern (see KvTileCopy),
+    // so K n-tile j adds 8j rows and V k-step kk adds 16kk rows to these: compile-time offsets.
+    //   k_off[cc]: row lane % 8, chunk 4cc + lane / 8 (dims 32cc..32cc+31 of 8 keys, one ldmatrix.x4).
+    //   v_off[dd]: row 8 * ((lane / 8) % 2) + lane % 8, chunk 2dd + lane / 16 (16 keys x dims 16dd..+15).
+    int k_off[D / 32], v_off[NT_O / 2];
+#pragma unroll
+    for (int cc = 0; cc < D / 32; ++cc) k_off[cc] = swizzle<D>(lane & 7, 4 * cc + (lane >> 3));
+#pragma unroll
+    for (int dd = 0; dd < NT_O / 2; ++dd)
+        v_off[dd] = swizzle<D>(8 * ((lane >> 3) & 1) + (lane & 7), 2 * dd + (lane >> 4));
 
     const float c = scale * ATTN_MMA_LOG2E;  // score -> base-2 exponent
     unsigned qf[KS_QK][4];
     float o[NT_O][4];
 #pragma unroll
     for (int d = 0; d < NT_O; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    // Running row sums of the fp16-rounded P, accumulated by the tensor cores as P times a column of ones:
+    // lsum[0] (= lsum[1]) is row g's, lsum[2] (= lsum[3]) row g+8's, complete in every lane (no shuffles).
+    float lsum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    constexpr unsigned ONES = 0x3C003C00u;        // two fp16 1.0
     float m[2] = {neg_inf_f32(), neg_inf_f32()};  // running max of raw scores, rows g and g+8
-    float l[2] = {0.0f, 0.0f};                    // this lane's share of the running sum of P
 
     const int num_tiles = (L + KT - 1) / KT;
     for (int tile = 0; tile < num_tiles; ++tile) {
@@ -186,11 +237,11 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
         // Everyone's copies are visible, and everyone is done reading buffer buf ^ 1 (tile - 1).
         __syncthreads();
         if (tile + 1 < num_tiles) {  // block-uniform: prefetch the next tile while this one is used
-            const int k1 = k0 + KT;
-            const int valid = min(KT, L - k1);
-            load_tile_async<D, KT>(sk[buf ^ 1], k_base + (size_t)k1 * row_stride, row_stride, valid);
-            load_tile_async<D, KT>(sv[buf ^ 1], v_base + (size_t)k1 * row_stride, row_stride, valid);
+            const int valid = L - (k0 + KT);
+            kv.issue(sk[buf ^ 1], k_next, row_stride, valid);
+            kv.issue(sv[buf ^ 1], k_next + H, row_stride, valid);
             cp_async_commit();
+            k_next += KT * row_stride;
         }
         if (!warp_live) continue;  // warp-uniform; the warp still reaches the next barrier
 
@@ -204,22 +255,22 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
         const __half* v_tile = sv[buf];
         const int nk = min(KT, L - k0);  // valid keys in this tile, >= 1; warp-uniform
 
-        // S = Q.K^T for the warp's 16 rows and the tile's keys, fp32.
+        // S = Q.K^T for the warp's 16 rows and all KT keys of the tile, fp32. Keys past the pair's end are
+        // zero rows (scores 0, masked to -inf below); computing them unconditionally keeps the n-tiles'
+        // mma chains independent, so they overlap instead of running one after another.
         float s[NT_S][4];
 #pragma unroll
         for (int j = 0; j < NT_S; ++j) {
             s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-            if (8 * j < nk) {  // warp-uniform: n-tiles wholly past the pair's end are masked below
 #pragma unroll
-                for (int cc = 0; cc < D / 32; ++cc) {
-                    unsigned b[4];
-                    ldmatrix_x4(b, k_tile + swizzle<D>(8 * j + (lane & 7), 4 * cc + (lane >> 3)));
-                    mma_16816(s[j], qf[2 * cc], b[0], b[1]);
-                    mma_16816(s[j], qf[2 * cc + 1], b[2], b[3]);
-                }
+            for (int cc = 0; cc < D / 32; ++cc) {
+                unsigned b[4];
+                ldmatrix_x4(b, k_tile + k_off[cc] + 8 * j * D);
+                mma_16816(s[j], qf[2 * cc], b[0], b[1]);
+                mma_16816(s[j], qf[2 * cc + 1], b[2], b[3]);
             }
         }
-        if (nk < KT) {  // warp-uniform: keys past the pair's end get -inf
+        if (nk < KT) {  // warp-uniform (the pair's last tile only): keys past the pair's end get -inf
 #pragma unroll
             for (int j = 0; j < NT_S; ++j)
 #pragma unroll
@@ -227,7 +278,7 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
                     if (8 * j + 2 * t + (i & 1) >= nk) s[j][i] = neg_inf_f32();
         }
 
-        // Online softmax: new row max over the quad, rescale of l and O.
+        // Online softmax: new row max over the quad, rescale of the row sums and O.
         float mx[2] = {m[0], m[1]};
 #pragma unroll
         for (int j = 0; j < NT_S; ++j) {
@@ -240,10 +291,11 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(XENC_FULL_MASK, mx[r], 1));
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(XENC_FULL_MASK, mx[r], 2));
             // mx is finite: key 0 of the tile is valid. On tile 0, m = -inf and the correction is 0.
-            const float correction = exp2f((m[r] - mx[r]) * c);
+            const float correction = ex2_approx((m[r] - mx[r]) * c);
             m[r] = mx[r];
             mc[r] = mx[r] * c;
-            l[r] *= correction;
+            lsum[2 * r] *= correction;
+            lsum[2 * r + 1] *= correction;
 #pragma unroll
             for (int d = 0; d < NT_O; ++d) {
                 o[d][2 * r] *= correction;
@@ -251,45 +303,33 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
             }
         }
 
-        // P = exp2(S * c - m * c), rounded to fp16 straight into A fragments; l sums the rounded values.
+        // P = 2^(S * c - m * c), rounded to fp16 straight into A fragments.
         unsigned pf[KS_PV][4];
 #pragma unroll
         for (int j = 0; j < NT_S; ++j) {
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const unsigned p = pack_half2(exp2f(fmaf(s[j][2 * r], c, -mc[r])),
-                                              exp2f(fmaf(s[j][2 * r + 1], c, -mc[r])));
-                const float2 pr = unpack_half2(p);
-                l[r] += pr.x + pr.y;
-                pf[j >> 1][2 * (j & 1) + r] = p;
-            }
+            for (int r = 0; r < 2; ++r)
+                pf[j >> 1][2 * (j & 1) + r] = pack_half2(ex2_approx(fmaf(s[j][2 * r], c, -mc[r])),
+                                                         ex2_approx(fmaf(s[j][2 * r + 1], c, -mc[r])));
         }
 
-        // O += P.V over the tile's keys.
+        // O += P.V and lsum += P.1 over all KT keys (past the pair's end P = 0 and the V rows are zero).
 #pragma unroll
         for (int kk = 0; kk < KS_PV; ++kk) {
-            if (16 * kk < nk) {  // warp-uniform: past the pair's end P = 0 (and V rows are zero)
 #pragma unroll
-                for (int d = 0; d < NT_O; d += 2) {
-                    unsigned b[4];
-                    ldmatrix_x4_trans(b, v_tile + swizzle<D>(16 * kk + 8 * ((lane >> 3) & 1) + (lane & 7),
-                                                             d + (lane >> 4)));
-                    mma_16816(o[d], pf[kk], b[0], b[1]);
-                    mma_16816(o[d + 1], pf[kk], b[2], b[3]);
-                }
+            for (int dd = 0; dd < NT_O / 2; ++dd) {
+                unsigned b[4];
+                ldmatrix_x4_trans(b, v_tile + v_off[dd] + 16 * kk * D);
+                mma_16816(o[2 * dd], pf[kk], b[0], b[1]);
+                mma_16816(o[2 * dd + 1], pf[kk], b[2], b[3]);
             }
+            mma_16816(lsum, pf[kk], ONES, ONES);
         }
     }
     if (!warp_live) return;  // no barrier follows
 
-    // l over the quad; l >= 1 (the row's maximal key contributes exp2(~0) = 1).
-    float inv_l[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        l[r] += __shfl_xor_sync(XENC_FULL_MASK, l[r], 1);
-        l[r] += __shfl_xor_sync(XENC_FULL_MASK, l[r], 2);
-        inv_l[r] = 1.0f / l[r];
-    }
+    // lsum >= 1 (the row's maximal key contributes 2^0 = 1).
+    const float inv_l[2] = {1.0f / lsum[0], 1.0f / lsum[2]};
 
     // Stage the warp's 16 output rows in its own rows of the Q tile (read only by this warp, on tile 0),
     // then store whole 16-byte chunks of the rows this work item owns.

@@ -1,5 +1,6 @@
 // mma_ptx.cuh — the inline PTX the tensor-core kernels (attention_mma.cu, gemm_bias_gelu.cu) are built on:
-// cp.async (global -> shared, 16 bytes, zero-fill), ldmatrix.x4 (.trans), mma.sync m16n8k16 fp16 -> fp32.
+// cp.async (global -> shared, 16 bytes, zero-fill), ldmatrix.x4 (.trans), mma.sync m16n8k16 fp16 -> fp32,
+// ex2.approx.
 // Fragment layouts: see the header of attention_mma.cu. Everything between the two markers below is replaced
 // by CPU models of the same functions in dev/attention-mma-model, which runs the kernels on the CPU.
 #pragma once
@@ -51,6 +52,13 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const unsigned (&a)[4],
         "{%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// 2^x by the SFU (ex2.approx.ftz.f32: one MUFU.EX2, relative error ~2^-22, subnormal results flushed to 0,
+// 2^-inf = 0). exp2f without fast-math wraps the same instruction in a range fix-up (3 more instructions).
+__device__ __forceinline__ float ex2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
 }
 // ---- end of PTX wrappers
 

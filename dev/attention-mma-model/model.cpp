@@ -103,6 +103,11 @@ void mma_16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) 
     }
     warp_barrier();
 }
+// ex2.approx.ftz.f32: 2^x with subnormal results flushed to +0 (the approximation error is not modelled).
+float ex2_approx(float x) {
+    const float y = std::exp2(x);
+    return std::fpclassify(y) == FP_SUBNORMAL ? 0.0f : y;
+}
 // ---- end of the models -------------------------------------------------------------------------------
 
 #include "common.cuh"
