@@ -3,12 +3,16 @@
 // and warp barriers), with each PTX instruction modelled from the PTX ISA's fragment tables below. What it
 // checks: the fragment and swizzle index arithmetic, masking, the online softmax and the output rows,
 // against a float64 reference; under AddressSanitizer also every global and shared-memory index.
-// What it cannot check: timing, cp.async's asynchrony (copies land at once here), register limits, and
-// the hardware's exact fp32 accumulation order inside an mma.
+// cp.async copies land when a wait covers their group, as on the GPU (a stage read too early is stale).
+// What it cannot check: timing, register limits, and the hardware's exact fp32 accumulation order inside
+// an mma.
 #include <thread>
 #include <cstdio>
 #include <random>
 #include <functional>
+#include <deque>
+#include <vector>
+#include <atomic>
 #include "cuda_fp16.h"  // dev/kernel-emulator/shim/cuda_fp16.h
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
@@ -36,15 +40,37 @@ static float h2f(unsigned short bits) {
 static float lo_half(unsigned w) { return h2f(w & 0xffff); }
 static float hi_half(unsigned w) { return h2f(w >> 16); }
 
+// cp.async: a copy lands in shared memory only when a wait covers its commit group, as on the GPU, so a
+// kernel that reads a stage before waiting for it reads the stage's old contents and fails the check.
+// The source is read at issue (global inputs do not change during a kernel). Copies issued but not
+// committed, or committed but never waited for, when a thread returns are reported by launch().
+struct PendingCopy {
+    __half* dst;
+    unsigned char bytes[16];
+};
+static thread_local std::vector<PendingCopy> uncommitted;
+static thread_local std::deque<std::vector<PendingCopy>> committed;  // oldest group first
 void cp_async_16(__half* dst, const __half* src, int src_bytes) {
     if (src_bytes != 0 && src_bytes != 16) std::abort();
-    if (src_bytes == 16) std::memcpy(dst, src, 16);  // the source is read only when src-size is 16
-    else std::memset(dst, 0, 16);
+    if (reinterpret_cast<uintptr_t>(dst) % 16) std::abort();
+    PendingCopy c{dst, {}};
+    if (src_bytes == 16) std::memcpy(c.bytes, src, 16);  // the source is read only when src-size is 16
+    uncommitted.push_back(c);
 }
-void cp_async_commit() {}
-void cp_async_wait_all() {}
+void cp_async_commit() {
+    committed.push_back(std::move(uncommitted));
+    uncommitted.clear();
+}
+static void land_groups_beyond(size_t keep) {  // lands the oldest groups until at most `keep` remain
+    while (committed.size() > keep) {
+        for (const PendingCopy& c : committed.front()) std::memcpy(c.dst, c.bytes, 16);
+        committed.pop_front();
+    }
+}
+void cp_async_wait_all() { land_groups_beyond(0); }  // cp.async.wait_group 0: committed groups only
 template <int N>
-void cp_async_wait_group() {}  // the model's copies land when issued
+void cp_async_wait_group() { land_groups_beyond(N); }
+static bool copies_outstanding() { return !uncommitted.empty() || !committed.empty(); }
 
 // ldmatrix .m8n8.x4 (.trans): lane i supplies row i % 8 of matrix i / 8; register j of lane (g, t) gets
 // M_j[g][2t], M_j[g][2t+1] (plain) or M_j[2t][g], M_j[2t+1][g] (.trans), lower element in the low half.
@@ -114,6 +140,7 @@ float ex2_approx(float x) {
 #include "gen/attention_mma.cu"
 #include "gen/gemm_bias_gelu.cu"
 
+int launch_errors = 0;
 void launch(unsigned grid, unsigned block, const std::function<void()>& f) {
     blockDim.x = block;
     gridDim.x = grid;
@@ -125,8 +152,21 @@ void launch(unsigned grid, unsigned block, const std::function<void()>& f) {
         e.slots.assign(block, 0.f);
         emu = &e;
         std::vector<std::thread> th;
-        for (unsigned t = 0; t < block; ++t) th.emplace_back([&, t, b] { threadIdx.x = t; blockIdx.x = b; f(); });
+        std::atomic<int> outstanding{0};
+        for (unsigned t = 0; t < block; ++t)
+            th.emplace_back([&, t, b] {
+                threadIdx.x = t;
+                blockIdx.x = b;
+                f();
+                if (copies_outstanding()) ++outstanding;  // the block's shared memory goes to the next block
+                uncommitted.clear();
+                committed.clear();
+            });
         for (auto& x : th) x.join();
+        if (outstanding) {
+            printf("block %u: %d threads returned with cp.async copies not waited for\n", b, outstanding.load());
+            ++launch_errors;
+        }
     }
 }
 
@@ -269,6 +309,7 @@ int main() {
     }
     // hd32 runs 32-key tiles, hd64 64-key tiles: lengths around both tile sizes.
     for (int D : {32, 64}) test(D, {1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 128, 200}, 2, false, 1.f, Tiles::Full);
+    fails += launch_errors;
     printf("%s (%d failures)\n", fails ? "FAILED" : "ALL OK", fails);
     return fails != 0;
 }
