@@ -250,6 +250,10 @@ fn gpu_kernels(c: &mut Criterion) {
     );
     for (name, kernel) in [
         ("attention hd32 (mma)", AttentionKernel::Mma),
+        (
+            "attention hd32 (mma, 4-stage K/V ring)",
+            AttentionKernel::MmaS4,
+        ),
         ("attention hd32 (simt)", AttentionKernel::Simt),
     ] {
         bench!(

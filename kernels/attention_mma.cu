@@ -14,9 +14,10 @@
 //   (l sums the rounded P, so the weights applied to V are normalised as used); O accumulates in fp32 and
 //   is divided by l and rounded to fp16 once at the end.
 // Launch: grid.x = num_work (blocks past num_work return), blockDim.x = ATTN_MMA_THREADS exactly, no dynamic
-//   shared memory; static shared memory = (ATTN_MMA_Q_TILE + 4 * K tile) * D * 2 bytes (K tile =
-//   ATTN_MMA_HD32_K_TILE = 32 at D = 32: 12 KiB; ATTN_MMA_HD64_K_TILE = 64 at D = 64: 40 KiB): the Q tile
-//   plus two K and two V tiles (double buffer).
+//   shared memory; static shared memory = (ATTN_MMA_Q_TILE + 2 * STAGES * K tile) * D * 2 bytes (K tile =
+//   ATTN_MMA_HD32_K_TILE = 32 at D = 32, 2 stages: 12 KiB, 4 stages (the A/B entry
+//   attention_mma_s4_hd32_f16): 20 KiB; ATTN_MMA_HD64_K_TILE = 64 at D = 64, 2 stages: 40 KiB): the Q
+//   tile plus STAGES K and STAGES V tiles (a cp.async ring).
 // Preconditions (checked by Rust): sm_80 or newer; qkv and ctx 16-byte aligned (rows are then 16-byte
 //   aligned since H % 8 == 0); work items valid as above. Out-of-range heads or queries are skipped, not
 //   written; queries at or past min(q_end, L) are never written.
@@ -27,8 +28,10 @@
 //   math and write nothing, but still load tiles and reach every __syncthreads. Within a live warp, rows at
 //   or past q_end have Q zero-filled (uniform softmax over finite scores: harmless) and are not written.
 //   All 128 threads copy tiles global -> shared with 16-byte cp.async: the Q tile (64 x D) once, then K and
-//   V in tiles of KT keys (32 at D = 32, 64 at D = 64), double-buffered (tile i+1 is in flight while tile i
-//   is used).
+//   V in tiles of KT keys (32 at D = 32, 64 at D = 64) through a ring of STAGES stages: tiles i+1 ..
+//   i+STAGES-1 are in flight while tile i is used (2 stages: double buffering). Commit group i holds tile
+//   i (group 0 also Q; groups past the last tile are empty), so cp.async.wait_group STAGES-2 at step i
+//   means tile i has landed.
 //   Rows of a tile past the pair's end (or past q_end for Q) are zero-filled by cp.async (src-size 0), so
 //   the P.V mma multiplies P = 0 by V = 0, never by stale data; their scores are set to -inf before the max.
 //   Per tile a live warp computes S (16 x KT) with KT/8 n-tiles x D/16 k-steps of mma, masks, updates m
@@ -92,6 +95,8 @@
 // 2026-11-26 07:26 UTC, benches/gpu_kernels.rs; model-only 130.7-132.9k -> 134.2k pairs/s in the same run).
 #define ATTN_MMA_HD32_K_TILE 32
 #define ATTN_MMA_HD64_K_TILE 64
+#define ATTN_MMA_STAGES 2     // K/V tiles in the cp.async ring of the default entries (double buffering)
+#define ATTN_MMA_S4_STAGES 4  // ... of the A/B entry attention_mma_s4_hd32_f16
 
 // Minimum resident blocks per SM handed to __launch_bounds__, which caps registers at 65536 / (128 * n):
 // 73 at hd32 (ptxas 12.9 uses 72 without spills; 64 at 8 blocks ran no faster at model level), 128 at hd64
@@ -161,8 +166,9 @@ struct KvTileCopy {
     }
 };
 
-// KT: keys per K/V tile (ATTN_MMA_HD32_K_TILE or ATTN_MMA_HD64_K_TILE).
-template <int D, int KT>
+// KT: keys per K/V tile (ATTN_MMA_HD32_K_TILE or ATTN_MMA_HD64_K_TILE); STAGES: K/V tiles in the
+// cp.async ring (2 or 4).
+template <int D, int KT, int STAGES>
 __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qkv, __half* __restrict__ ctx,
                                                    const int* __restrict__ cu_seqlens,
                                                    const int* __restrict__ out_offsets,
@@ -170,6 +176,7 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
                                                    float scale) {
     static_assert(D % 32 == 0, "K fragments are loaded 32 dims per ldmatrix.x4");
     static_assert(ATTN_MMA_Q_TILE == 64 && (KT == 64 || KT == 32), "64-query tiles, 32- or 64-key tiles");
+    static_assert(STAGES == 2 || STAGES == 4, "a power-of-two ring of at least two stages");
     constexpr int CPR = D / 8;                     // 16-byte chunks per row
     constexpr int KS_QK = D / 16;                  // k-steps of S = Q.K^T (over head_dim)
     constexpr int NT_S = KT / 8;      // 8-key n-tiles of S per K tile
@@ -177,8 +184,8 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
     constexpr int NT_O = D / 8;                    // 8-dim n-tiles of O
 
     __shared__ __align__(16) __half sq[ATTN_MMA_Q_TILE * D];
-    __shared__ __align__(16) __half sk[2][KT * D];
-    __shared__ __align__(16) __half sv[2][KT * D];
+    __shared__ __align__(16) __half sk[STAGES][KT * D];
+    __shared__ __align__(16) __half sv[STAGES][KT * D];
 
     if (blockIdx.x >= num_work) return;  // block-uniform
     const int4 item = work[blockIdx.x];
@@ -198,14 +205,19 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
 
     // Row 0 of this pair's Q for this head (K is H further on, V 2H).
     const __half* q_base = qkv + (size_t)seq_begin * row_stride + head * D;
-    const __half* k_next = q_base + H;  // row 0 of the next K tile to copy (V: + H)
+    const __half* k_base = q_base + H;  // row 0 of the pair's K (V: + H)
 
     const KvTileCopy<D, KT> kv(row_stride);
     load_tile_async<D, ATTN_MMA_Q_TILE>(sq, q_base + (size_t)q_begin * row_stride, row_stride, q_stop - q_begin);
-    kv.issue(sk[0], k_next, row_stride, L);
-    kv.issue(sv[0], k_next + H, row_stride, L);
-    cp_async_commit();
-    k_next += KT * row_stride;
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {  // tiles 0 .. STAGES-2 into stages 0 .. STAGES-2
+        if (st == 0 || st * KT < L) {           // block-uniform (L >= 1: tile 0 exists)
+            const __half* k = k_base + (size_t)(st * KT) * row_stride;
+            kv.issue(sk[st], k, row_stride, L - st * KT);
+            kv.issue(sv[st], k + H, row_stride, L - st * KT);
+        }
+        cp_async_commit();  // group st = tile st (empty past the last tile)
+    }
 
     // Lane-constant ldmatrix offsets within a tile. Rows 8m apart share a swizzle pattern (see KvTileCopy),
     // so K n-tile j adds 8j rows and V k-step kk adds 16kk rows to these: compile-time offsets.
@@ -231,18 +243,19 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
 
     const int num_tiles = (L + KT - 1) / KT;
     for (int tile = 0; tile < num_tiles; ++tile) {
-        const int buf = tile & 1;
+        const int buf = tile & (STAGES - 1);
         const int k0 = tile * KT;
-        cp_async_wait_all();  // this thread's copies of tile `tile` (and of Q on tile 0) have landed
-        // Everyone's copies are visible, and everyone is done reading buffer buf ^ 1 (tile - 1).
+        cp_async_wait_group<STAGES - 2>();  // this thread's copies of tile `tile` (and of Q) have landed
+        // Everyone's copies are visible, and everyone is done reading tile - 1's stage, refilled next.
         __syncthreads();
-        if (tile + 1 < num_tiles) {  // block-uniform: prefetch the next tile while this one is used
-            const int valid = L - (k0 + KT);
-            kv.issue(sk[buf ^ 1], k_next, row_stride, valid);
-            kv.issue(sv[buf ^ 1], k_next + H, row_stride, valid);
-            cp_async_commit();
-            k_next += KT * row_stride;
+        const int next = tile + STAGES - 1;
+        if (next < num_tiles) {  // block-uniform: keep STAGES - 1 tiles in flight
+            const int st = next & (STAGES - 1);
+            const __half* k = k_base + (size_t)(next * KT) * row_stride;
+            kv.issue(sk[st], k, row_stride, L - next * KT);
+            kv.issue(sv[st], k + H, row_stride, L - next * KT);
         }
+        cp_async_commit();  // group tile + STAGES - 1 (empty past the last tile)
         if (!warp_live) continue;  // warp-uniform; the warp still reaches the next barrier
 
         if (tile == 0) {
@@ -357,11 +370,23 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
 extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_MIN_BLOCKS)
 attention_mma_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                        const int4* work, int num_work, int num_heads, float scale) {
-    attention_mma_impl<32, ATTN_MMA_HD32_K_TILE>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
+    attention_mma_impl<32, ATTN_MMA_HD32_K_TILE, ATTN_MMA_STAGES>(qkv, ctx, cu_seqlens, out_offsets, work,
+                                                                 num_work, num_heads, scale);
+}
+
+// A/B entry (XENC_ATTENTION=mma-s4): the hd32 kernel with a 4-stage K/V ring, so a ~114-token pair's four
+// tiles are all requested before the first is used (2 stages: each tile's copy starts one tile earlier).
+// Not yet measured on a GPU.
+extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_MIN_BLOCKS)
+attention_mma_s4_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
+                          const int4* work, int num_work, int num_heads, float scale) {
+    attention_mma_impl<32, ATTN_MMA_HD32_K_TILE, ATTN_MMA_S4_STAGES>(qkv, ctx, cu_seqlens, out_offsets, work,
+                                                                    num_work, num_heads, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD64_MIN_BLOCKS)
 attention_mma_hd64_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                        const int4* work, int num_work, int num_heads, float scale) {
-    attention_mma_impl<64, ATTN_MMA_HD64_K_TILE>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
+    attention_mma_impl<64, ATTN_MMA_HD64_K_TILE, ATTN_MMA_STAGES>(qkv, ctx, cu_seqlens, out_offsets, work,
+                                                                 num_work, num_heads, scale);
 }

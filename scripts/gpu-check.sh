@@ -8,7 +8,7 @@
 #   scripts/gpu-check.sh run [--quick]   (--quick: without bench-compare's baselines)
 #                                   on the GPU machine, from the repository root with .gpu-bundle/ carried
 #                                   along: nvidia-smi, the GPU tests, a short throughput run of the CLI
-#                                   (plain, with --profile, with the SIMT attention kernel), the kernel benches,
+#                                   (plain, with --profile, the A/B candidates), the kernel benches,
 #                                   compute-sanitizer memcheck and racecheck on a small `xenc score --device
 #                                   cuda`, bench-compare, all within ~5 minutes; writes a dated report to $OUT (if set)
 #                                   or ./gpu-report/, and prints its summary. Exit 1 if any step failed.
@@ -258,19 +258,16 @@ run_checks() {
                 step "this tree again (after the baseline, for drift)" 60 "$work/bin/xenc" bench --model "$model" \
                     --device cuda --generate 2000 --repeats 3 --rerank-runs 20
             fi
-            step "GEMM A/B: XENC_GEMM=cublas (the cuBLAS GemmEx + per-call cuBLASLt path)" 60 env XENC_GEMM=cublas \
-                "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
             step "where the time goes: xenc bench --device cuda --profile" 60 "$work/bin/xenc" bench --model "$model" \
                 --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --profile
-            step "attention A/B: XENC_ATTENTION=simt xenc bench --device cuda" 60 env XENC_ATTENTION=simt \
-                "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
+            step "attention A/B: XENC_ATTENTION=mma-s4 (4-stage K/V ring) xenc bench --device cuda" 60 \
+                env XENC_ATTENTION=mma-s4 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 \
+                --repeats 3 --rerank-runs 20
             step "FFN-in A/B: XENC_FFN_IN=fused (gemm_bias_gelu) xenc bench --device cuda" 60 env XENC_FFN_IN=fused \
                 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
-            # Other batch sizes than the CUDA default (65,536 tokens).
-            for budget in 16384 32768; do
-                step "token budget A/B: xenc bench --device cuda --token-budget $budget" 30 "$work/bin/xenc" bench \
-                    --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --token-budget $budget
-            done
+            step "both A/B candidates: XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused xenc bench --device cuda" 60 \
+                env XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused "$work/bin/xenc" bench --model "$model" --device cuda \
+                --generate 2000 --repeats 3 --rerank-runs 20
             # Hardware counters of one layer's kernels (Nsight Compute; clocks left alone, METHOD.md).
             if [[ $quick == 0 ]] && command -v ncu >/dev/null; then
                 step "ncu: one layer's kernels of a full batch (attention, GELU, LayerNorm, GEMMs)" 90 ncu \

@@ -188,7 +188,11 @@ fn attention_varlen_matches_cpu() {
                 ctx
             };
             let (reference, baseline) = (twin(&qkv), r16(&twin(&r16(&qkv))));
-            for kernel in [AttentionKernel::Simt, AttentionKernel::Mma] {
+            for kernel in [
+                AttentionKernel::Simt,
+                AttentionKernel::Mma,
+                AttentionKernel::MmaS4,
+            ] {
                 let mut ctx = zeros_f16(&gpu, rows * h).unwrap();
                 attention_varlen_with(&gpu, kernel, &db, &dqkv, &mut ctx, mode, heads, d).unwrap();
                 let name =

@@ -70,7 +70,12 @@ static void land_groups_beyond(size_t keep) {  // lands the oldest groups until 
 void cp_async_wait_all() { land_groups_beyond(0); }  // cp.async.wait_group 0: committed groups only
 template <int N>
 void cp_async_wait_group() { land_groups_beyond(N); }
-static bool copies_outstanding() { return !uncommitted.empty() || !committed.empty(); }
+static bool copies_outstanding() {  // empty groups are no copies
+    if (!uncommitted.empty()) return true;
+    for (const auto& group : committed)
+        if (!group.empty()) return true;
+    return false;
+}
 
 // ldmatrix .m8n8.x4 (.trans): lane i supplies row i % 8 of matrix i / 8; register j of lane (g, t) gets
 // M_j[g][2t], M_j[g][2t+1] (plain) or M_j[2t][g], M_j[2t+1][g] (.trans), lower element in the low half.
@@ -184,7 +189,9 @@ enum class Tiles { Full, Random, Partial };
 
 // lens: pair lengths; heads; cls_only: query 0 only, out row p; tiles: Full = 64-query tiles, Random =
 // random tile sizes 1..64, Partial = full tiles but every third one dropped (its rows must stay untouched).
-void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, Tiles tiles) {
+// stages4: the A/B entry attention_mma_s4_hd32_f16 (D = 32 only) instead of the default entry.
+void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, Tiles tiles,
+          bool stages4 = false) {
     const int n = lens.size();
     std::vector<int> cu(n + 1, 0);
     for (int i = 0; i < n; ++i) cu[i + 1] = cu[i] + lens[i];
@@ -224,7 +231,8 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
     const int num_work = work.size();
     const unsigned grid = num_work + 3;  // blocks past num_work must be no-ops
     launch(grid, ATTN_MMA_THREADS, [&] {
-        if (D == 32) attention_mma_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
+        if (stages4) attention_mma_s4_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
+        else if (D == 32) attention_mma_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
         else attention_mma_hd64_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
     });
     double err = 0;
@@ -260,9 +268,9 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
             }
     const double tol = 2e-3;
     const bool ok = err <= tol && !wrong_writes && !unwritten;
-    printf("attention_mma hd%d n=%d T=%d heads=%d %s%s qk_scale=%g  max_rel_err %.3e (tol %.0e)  unwritten %d  "
+    printf("attention_mma%s hd%d n=%d T=%d heads=%d %s%s qk_scale=%g  max_rel_err %.3e (tol %.0e)  unwritten %d  "
            "stray writes %d  %s\n",
-           D, n, T, heads, cls_only ? "CLS" : "full", tiles == Tiles::Random ? " random-tiles" : tiles == Tiles::Partial ? " partial" : "",
+           stages4 ? "_s4" : "", D, n, T, heads, cls_only ? "CLS" : "full", tiles == Tiles::Random ? " random-tiles" : tiles == Tiles::Partial ? " partial" : "",
            qk_scale, err, tol, unwritten, wrong_writes, ok ? "ok" : "FAIL");
     if (!ok) ++fails;
     (void)dropped;
@@ -309,6 +317,11 @@ int main() {
     }
     // hd32 runs 32-key tiles, hd64 64-key tiles: lengths around both tile sizes.
     for (int D : {32, 64}) test(D, {1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 128, 200}, 2, false, 1.f, Tiles::Full);
+    // The 4-stage ring: lengths around 1, 2, 3, 4 and 5 tiles of 32 keys (prologue with fewer tiles than
+    // stages, the ring wrapping), [CLS]-only and random tiles.
+    test(32, {1, 31, 32, 33, 64, 65, 96, 97, 128, 129, 160, 161, 200, 512}, 2, false, 1.f, Tiles::Full, true);
+    test(32, {512, 5, 77, 130}, 2, true, 4.f, Tiles::Full, true);
+    test(32, {300, 1, 64, 129, 9}, 2, false, 2.f, Tiles::Random, true);
     fails += launch_errors;
     printf("%s (%d failures)\n", fails ? "FAILED" : "ALL OK", fails);
     return fails != 0;

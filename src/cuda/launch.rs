@@ -26,6 +26,7 @@ pub const SIGNATURES: &[(&str, &str)] = &[
     ("attention_varlen_hd64_f16", ATTENTION),
     ("attention_mma_hd32_f16", ATTENTION),
     ("attention_mma_hd64_f16", ATTENTION),
+    ("attention_mma_s4_hd32_f16", ATTENTION),
     ("bias_gelu_f16", "__half*, const __half*, int, int"),
     ("add_bias_residual_layernorm_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
     ("gather_rows_f16", "const __half*, const int*, __half*, int, int"),
@@ -196,14 +197,18 @@ pub enum AttentionKernel {
     Simt,
     /// kernels/attention_mma.cu: tensor cores (mma.sync m16n8k16), FlashAttention-2 style.
     Mma,
+    /// The same kernel with a 4-stage K/V cp.async ring instead of 2 (`attention_mma_s4_hd32_f16`), an
+    /// A/B candidate not yet measured on a GPU. head_dim 32 only; other head dims run [`Self::Mma`].
+    MmaS4,
 }
 
 impl AttentionKernel {
-    /// The kernel named by `XENC_ATTENTION`: `simt` picks [`AttentionKernel::Simt`]; unset or anything
-    /// else, [`AttentionKernel::Mma`].
+    /// The kernel named by `XENC_ATTENTION`: `simt` picks [`AttentionKernel::Simt`], `mma-s4`
+    /// [`AttentionKernel::MmaS4`]; unset or anything else, [`AttentionKernel::Mma`].
     pub fn parse(value: Option<&str>) -> Self {
         match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             Some("simt") => AttentionKernel::Simt,
+            Some("mma-s4") => AttentionKernel::MmaS4,
             _ => AttentionKernel::Mma,
         }
     }
@@ -248,7 +253,10 @@ pub fn attention_varlen_with(
         (AttentionKernel::Simt, 32) => ("attention_varlen_hd32_f16", &gpu.f.attention_hd32),
         (AttentionKernel::Simt, _) => ("attention_varlen_hd64_f16", &gpu.f.attention_hd64),
         (AttentionKernel::Mma, 32) => ("attention_mma_hd32_f16", &gpu.f.attention_mma_hd32),
-        (AttentionKernel::Mma, _) => ("attention_mma_hd64_f16", &gpu.f.attention_mma_hd64),
+        (AttentionKernel::MmaS4, 32) => ("attention_mma_s4_hd32_f16", &gpu.f.attention_mma_s4_hd32),
+        (AttentionKernel::Mma | AttentionKernel::MmaS4, _) => {
+            ("attention_mma_hd64_f16", &gpu.f.attention_mma_hd64)
+        }
     };
     let lay = batch.layout(k)?;
     if num_heads != batch.num_heads() {
@@ -581,12 +589,13 @@ mod tests {
 
     #[test]
     fn xenc_attention_picks_the_kernel() {
-        use AttentionKernel::{Mma, Simt};
+        use AttentionKernel::{Mma, MmaS4, Simt};
         assert_eq!(AttentionKernel::parse(None), Mma);
         assert_eq!(AttentionKernel::parse(Some("simt")), Simt);
         assert_eq!(AttentionKernel::parse(Some(" SIMT\n")), Simt);
         assert_eq!(AttentionKernel::parse(Some("mma")), Mma);
         assert_eq!(AttentionKernel::parse(Some("")), Mma);
+        assert_eq!(AttentionKernel::parse(Some("MMA-S4 ")), MmaS4);
     }
 
     #[test]

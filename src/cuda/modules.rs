@@ -120,6 +120,8 @@ pub(crate) struct Functions {
     /// The tensor-core attention kernels (same contract as `attention_hd32` / `attention_hd64`).
     pub attention_mma_hd32: CudaFunction,
     pub attention_mma_hd64: CudaFunction,
+    /// `attention_mma_hd32` with a 4-stage K/V ring (`XENC_ATTENTION=mma-s4`).
+    pub attention_mma_s4_hd32: CudaFunction,
     pub bias_gelu: CudaFunction,
     /// The FFN-in GEMM with bias and erf GELU fused (`XENC_FFN_IN=fused`).
     pub gemm_bias_gelu: CudaFunction,
@@ -158,6 +160,7 @@ impl Functions {
             attention_hd64: get(&attn, "attention_varlen", "attention_varlen_hd64_f16")?,
             attention_mma_hd32: get(&attn_mma, "attention_mma", "attention_mma_hd32_f16")?,
             attention_mma_hd64: get(&attn_mma, "attention_mma", "attention_mma_hd64_f16")?,
+            attention_mma_s4_hd32: get(&attn_mma, "attention_mma", "attention_mma_s4_hd32_f16")?,
             bias_gelu: get(&gelu, "bias_gelu", "bias_gelu_f16")?,
             gemm_bias_gelu: get(&gemm_gelu, "gemm_bias_gelu", "gemm_bias_gelu_f16")?,
             add_bias_residual_layernorm: get(

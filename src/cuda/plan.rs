@@ -721,12 +721,19 @@ mod tests {
         for d in ATTN_HEAD_DIMS {
             let k_tile = kernel_define(f, &format!("ATTN_MMA_HD{d}_K_TILE"));
             assert!(k_tile == 32 || k_tile == 64, "hd{d}: K tile {k_tile}");
-            // The Q tile and two K and two V tiles (double buffer), fp16: the kernel's __shared__ arrays.
-            let smem = (ATTN_Q_TILE + 4 * k_tile) * d * 2;
-            assert!(
-                smem <= MAX_DEFAULT_SHARED_BYTES,
-                "hd{d}: {smem} B of shared memory"
-            );
+            // The Q tile and STAGES K and STAGES V tiles, fp16: the kernel's __shared__ arrays (the
+            // 4-stage A/B entry exists at head_dim 32 only).
+            let mut stages = vec![kernel_define(f, "ATTN_MMA_STAGES")];
+            if d == 32 {
+                stages.push(kernel_define(f, "ATTN_MMA_S4_STAGES"));
+            }
+            for s in stages {
+                let smem = (ATTN_Q_TILE + 2 * s * k_tile) * d * 2;
+                assert!(
+                    smem <= MAX_DEFAULT_SHARED_BYTES,
+                    "hd{d}, {s} stages: {smem} B of shared memory"
+                );
+            }
         }
         let a = attention_launch(5, 64).unwrap();
         assert_eq!((a.grid, a.block, a.shared_mem_bytes), (5, ATTN_THREADS, 0));
