@@ -297,7 +297,11 @@ fn gpu_kernels(c: &mut Criterion) {
     bench!("bias_gelu", bias_gelu(&gpu, &mut ffn, &b_in, t, INTER));
     bench!(
         "ffn_in_gemm + bias_gelu fused (gemm_bias_gelu, XENC_FFN_IN=fused)",
-        linear_bias_gelu(&gpu, &x, &w_in, &b_in, &mut ffn, t, H, INTER)
+        linear_bias_gelu(&gpu, GbgWarps::W32, &x, &w_in, &b_in, &mut ffn, t, H, INTER)
+    );
+    bench!(
+        "ffn_in_gemm + bias_gelu fused, 64 x 64 warps (XENC_FFN_IN=fused-w64)",
+        linear_bias_gelu(&gpu, GbgWarps::W64, &x, &w_in, &b_in, &mut ffn, t, H, INTER)
     );
     bench!(
         "ffn_out_gemm",

@@ -265,6 +265,9 @@ run_checks() {
                 --repeats 3 --rerank-runs 20
             step "FFN-in A/B: XENC_FFN_IN=fused (gemm_bias_gelu) xenc bench --device cuda" 60 env XENC_FFN_IN=fused \
                 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
+            step "FFN-in A/B: XENC_FFN_IN=fused-w64 (gemm_bias_gelu_w64, 64 x 64 warps) xenc bench --device cuda" 60 \
+                env XENC_FFN_IN=fused-w64 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 \
+                --repeats 3 --rerank-runs 20
             step "both A/B candidates: XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused xenc bench --device cuda" 60 \
                 env XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused "$work/bin/xenc" bench --model "$model" --device cuda \
                 --generate 2000 --repeats 3 --rerank-runs 20

@@ -367,20 +367,13 @@ fn gemm_bias_gelu_matches_cpu() {
             };
             let reference = twin(&x, &w, &b, false);
             let baseline = r16(&twin(&r16(&x), &r16(&w), &r16(&b), true));
-            let mut y = zeros_f16(&gpu, rows * n).unwrap();
-            linear_bias_gelu(
-                &gpu,
-                &up(&gpu, &x),
-                &up(&gpu, &w),
-                &up(&gpu, &b),
-                &mut y,
-                rows,
-                k,
-                n,
-            )
-            .unwrap();
-            let name = format!("gemm_bias_gelu {rows}x{k}x{n}");
-            check(&name, &down(&gpu, &y), &reference, &baseline);
+            let (dx, dw, db) = (up(&gpu, &x), up(&gpu, &w), up(&gpu, &b));
+            for warps in [GbgWarps::W32, GbgWarps::W64] {
+                let mut y = zeros_f16(&gpu, rows * n).unwrap();
+                linear_bias_gelu(&gpu, warps, &dx, &dw, &db, &mut y, rows, k, n).unwrap();
+                let name = format!("gemm_bias_gelu {warps:?} {rows}x{k}x{n}");
+                check(&name, &down(&gpu, &y), &reference, &baseline);
+            }
         }
     }
 }

@@ -278,11 +278,15 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
 
 // gemm_bias_gelu: y = gelu_erf(x . W^T + b) against float64 (erf GELU), rows past M never written (the y
 // buffer has exactly M rows, so a stray write is an ASan error), blocks past the last row block no-ops.
-void test_gemm(int M, int N, int K) {
+// w64: the A/B entry gemm_bias_gelu_w64_f16 (4 warps of 64 x 64) instead of gemm_bias_gelu_f16.
+void test_gemm(int M, int N, int K, bool w64 = false) {
     auto x = rand_h((size_t)M * K, 1.f), w = rand_h((size_t)N * K, 0.1f), b = rand_h(N, 0.5f);
     std::vector<__half> y((size_t)M * N, __float2half(-777.f));
     const unsigned grid = (N / GBG_BN) * ((M + GBG_BM - 1) / GBG_BM) + N / GBG_BN;  // one extra row of blocks
-    launch(grid, GBG_THREADS, [&] { gemm_bias_gelu_f16(x.data(), w.data(), b.data(), y.data(), M, N, K); });
+    launch(grid, w64 ? GBG_W64_THREADS : GBG_THREADS, [&] {
+        if (w64) gemm_bias_gelu_w64_f16(x.data(), w.data(), b.data(), y.data(), M, N, K);
+        else gemm_bias_gelu_f16(x.data(), w.data(), b.data(), y.data(), M, N, K);
+    });
     double err = 0;
     int unwritten = 0;
     for (int r = 0; r < M; ++r)
@@ -296,8 +300,8 @@ void test_gemm(int M, int N, int K) {
         }
     const double tol = 2e-3;
     const bool ok = err <= tol && !unwritten;
-    printf("gemm_bias_gelu M=%d N=%d K=%d  max_rel_err %.3e (tol %.0e)  unwritten %d  %s\n", M, N, K, err, tol, unwritten,
-           ok ? "ok" : "FAIL");
+    printf("gemm_bias_gelu%s M=%d N=%d K=%d  max_rel_err %.3e (tol %.0e)  unwritten %d  %s\n", w64 ? "_w64" : "", M,
+           N, K, err, tol, unwritten, ok ? "ok" : "FAIL");
     if (!ok) ++fails;
 }
 
@@ -306,6 +310,9 @@ int main() {
     test_gemm(1, 128, 32);
     test_gemm(130, 256, 96);
     test_gemm(257, 128, 160);
+    test_gemm(1, 128, 32, true);
+    test_gemm(130, 256, 96, true);
+    test_gemm(257, 128, 160, true);
     const std::vector<int> lens = {1, 2, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200};
     for (int D : {32, 64}) {
         test(D, lens, 2, false, 1.f, Tiles::Full);

@@ -63,8 +63,10 @@ pub(crate) fn enqueue(
     let last = lay.layers.len() - 1;
     // XENC_FFN_IN=fused, where the kernel takes the FFN's shape (h % 32 == 0, intermediate % 128 == 0).
     let ffn_in = match launch::FfnIn::from_env() {
-        launch::FfnIn::Fused if plan::gemm_bias_gelu_launch(1, h, inter).is_ok() => {
-            launch::FfnIn::Fused
+        fused @ launch::FfnIn::Fused(_)
+            if plan::gemm_bias_gelu_launch(1, h, inter, plan::GBG_THREADS).is_ok() =>
+        {
+            fused
         }
         _ => launch::FfnIn::GemmThenGelu,
     };
@@ -136,10 +138,11 @@ pub(crate) fn enqueue(
             eps,
         )?;
         lap(clock, gpu, layer_stage(l == last, 3))?;
-        if ffn_in == launch::FfnIn::Fused {
+        if let launch::FfnIn::Fused(warps) = ffn_in {
             // One kernel; its time is the ffn_in_gemm stage and bias_gelu's stays empty.
             launch::linear_bias_gelu(
                 gpu,
+                warps,
                 &x.slice(..rh),
                 &w.view(ls.ffn_in_weight),
                 &w.view(ls.ffn_in_bias),

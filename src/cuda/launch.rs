@@ -30,11 +30,13 @@ pub const SIGNATURES: &[(&str, &str)] = &[
     ("bias_gelu_f16", "__half*, const __half*, int, int"),
     ("add_bias_residual_layernorm_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
     ("gather_rows_f16", "const __half*, const int*, __half*, int, int"),
-    ("gemm_bias_gelu_f16", "const __half*, const __half*, const __half*, __half*, int, int, int"),
+    ("gemm_bias_gelu_f16", GEMM_BIAS_GELU),
+    ("gemm_bias_gelu_w64_f16", GEMM_BIAS_GELU),
     ("pooler_classifier_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, float*, int, int, int"),
 ];
 const ATTENTION: &str =
     "const __half*, __half*, const int*, const int*, const int4*, int, int, float";
+const GEMM_BIAS_GELU: &str = "const __half*, const __half*, const __half*, __half*, int, int, int";
 
 /// One kernel argument and the C type it stands for.
 enum Arg {
@@ -474,20 +476,31 @@ pub fn linear(
         .map_err(|e| Error::Cuda(format!("cuBLAS GEMM {rows}x{k}x{n}: {e}")))
 }
 
-/// How the FFN's first half runs: `XENC_FFN_IN=fused` picks [`FfnIn::Fused`] (kernels/gemm_bias_gelu.cu,
-/// an A/B option not yet measured on a GPU); unset or anything else, [`FfnIn::GemmThenGelu`].
+/// How the FFN's first half runs: `XENC_FFN_IN=fused` picks [`FfnIn::Fused`] with [`GbgWarps::W32`],
+/// `fused-w64` with [`GbgWarps::W64`] (kernels/gemm_bias_gelu.cu, A/B options not yet measured on a GPU);
+/// unset or anything else, [`FfnIn::GemmThenGelu`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FfnIn {
     /// [`linear`] (cuBLASLt) into the FFN buffer, then [`bias_gelu`] over it.
     GemmThenGelu,
     /// [`linear_bias_gelu`]: one kernel, the erf GELU in the GEMM's epilogue.
-    Fused,
+    Fused(GbgWarps),
+}
+
+/// The warp layout of kernels/gemm_bias_gelu.cu's 128 x 128 block tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GbgWarps {
+    /// `gemm_bias_gelu_f16`: 8 warps of 64 x 32.
+    W32,
+    /// `gemm_bias_gelu_w64_f16`: 4 warps of 64 x 64 (a third fewer shared-memory reads per mma).
+    W64,
 }
 
 impl FfnIn {
     pub fn parse(value: Option<&str>) -> Self {
-        match value {
-            Some(v) if v.trim().eq_ignore_ascii_case("fused") => FfnIn::Fused,
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            Some("fused") => FfnIn::Fused(GbgWarps::W32),
+            Some("fused-w64") => FfnIn::Fused(GbgWarps::W64),
             _ => FfnIn::GemmThenGelu,
         }
     }
@@ -500,11 +513,12 @@ impl FfnIn {
 }
 
 /// `y[rows, n] = gelu_erf(x[rows, k] · w[n, k]ᵀ + bias[n])` in one kernel (tensor cores, fp32 accumulation,
-/// bias and erf GELU in the epilogue, one rounding to fp16). k % 32 == 0, n % 128 == 0; every pointer
-/// 16-byte aligned.
+/// bias and erf GELU in the epilogue, one rounding to fp16), with the given warp layout. k % 32 == 0,
+/// n % 128 == 0; every pointer 16-byte aligned.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_bias_gelu(
     gpu: &Gpu,
+    warps: GbgWarps,
     x: &impl DevicePtr<f16>,
     w: &impl DevicePtr<f16>,
     bias: &impl DevicePtr<f16>,
@@ -513,23 +527,34 @@ pub fn linear_bias_gelu(
     k: usize,
     n: usize,
 ) -> Result<()> {
-    const K: &str = "gemm_bias_gelu_f16";
-    let l = plan::gemm_bias_gelu_launch(rows, k, n).map_err(|m| fail(K, m))?;
+    let (kname, f, threads) = match warps {
+        GbgWarps::W32 => (
+            "gemm_bias_gelu_f16",
+            &gpu.f.gemm_bias_gelu,
+            plan::GBG_THREADS,
+        ),
+        GbgWarps::W64 => (
+            "gemm_bias_gelu_w64_f16",
+            &gpu.f.gemm_bias_gelu_w64,
+            plan::GBG_W64_THREADS,
+        ),
+    };
+    let l = plan::gemm_bias_gelu_launch(rows, k, n, threads).map_err(|m| fail(kname, m))?;
     let args = [
-        half_in(gpu, K, "x", x, rows * k)?,
-        half_in(gpu, K, "w", w, n * k)?,
-        half_in(gpu, K, "bias", bias, n)?,
-        half_out(gpu, K, "y", y, rows * n)?,
-        int(K, "M", rows)?,
-        int(K, "N", n)?,
-        int(K, "K", k)?,
+        half_in(gpu, kname, "x", x, rows * k)?,
+        half_in(gpu, kname, "w", w, n * k)?,
+        half_in(gpu, kname, "bias", bias, n)?,
+        half_out(gpu, kname, "y", y, rows * n)?,
+        int(kname, "M", rows)?,
+        int(kname, "N", n)?,
+        int(kname, "K", k)?,
     ];
     for (what, arg) in ["x", "w", "bias", "y"].iter().zip(&args) {
         if let Arg::Ptr(a, _) = arg {
-            check(K, plan::check_aligned(what, *a, 16))?;
+            check(kname, plan::check_aligned(what, *a, 16))?;
         }
     }
-    launch(gpu, &gpu.f.gemm_bias_gelu, K, l, &args)
+    launch(gpu, f, kname, l, &args)
 }
 
 /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ + bias[n]` with cuBLASLt's BIAS epilogue (fp32 accumulation,
@@ -601,8 +626,10 @@ mod tests {
     #[test]
     fn xenc_ffn_in_picks_the_path() {
         use super::FfnIn::{Fused, GemmThenGelu};
+        use super::GbgWarps::{W32, W64};
         assert_eq!(super::FfnIn::parse(None), GemmThenGelu);
-        assert_eq!(super::FfnIn::parse(Some(" Fused ")), Fused);
+        assert_eq!(super::FfnIn::parse(Some(" Fused ")), Fused(W32));
+        assert_eq!(super::FfnIn::parse(Some("fused-W64")), Fused(W64));
         assert_eq!(super::FfnIn::parse(Some("cublas")), GemmThenGelu);
     }
 

@@ -125,6 +125,8 @@ pub(crate) struct Functions {
     pub bias_gelu: CudaFunction,
     /// The FFN-in GEMM with bias and erf GELU fused (`XENC_FFN_IN=fused`).
     pub gemm_bias_gelu: CudaFunction,
+    /// The same with 4 warps of 64 x 64 (`XENC_FFN_IN=fused-w64`).
+    pub gemm_bias_gelu_w64: CudaFunction,
     pub add_bias_residual_layernorm: CudaFunction,
     pub gather_rows: CudaFunction,
     pub pooler_classifier: CudaFunction,
@@ -163,6 +165,7 @@ impl Functions {
             attention_mma_s4_hd32: get(&attn_mma, "attention_mma", "attention_mma_s4_hd32_f16")?,
             bias_gelu: get(&gelu, "bias_gelu", "bias_gelu_f16")?,
             gemm_bias_gelu: get(&gemm_gelu, "gemm_bias_gelu", "gemm_bias_gelu_f16")?,
+            gemm_bias_gelu_w64: get(&gemm_gelu, "gemm_bias_gelu", "gemm_bias_gelu_w64_f16")?,
             add_bias_residual_layernorm: get(
                 &ln,
                 "add_bias_layernorm",

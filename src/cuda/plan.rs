@@ -331,10 +331,18 @@ pub const GBG_BM: usize = 128;
 pub const GBG_BN: usize = 128;
 pub const GBG_BK: usize = 32;
 pub const GBG_THREADS: u32 = 256;
+/// Threads of the 64 x 64-warp entry (`GBG_W64_THREADS`).
+pub const GBG_W64_THREADS: u32 = 128;
 
 /// gemm_bias_gelu (`y[rows, n] = gelu_erf(x[rows, k] · w[n, k]ᵀ + b)`): one block per 128 x 128 tile of y,
-/// 1-D. Needs k % 32 == 0, n % 128 == 0 (MiniLM's FFN: k 384, n 1536).
-pub fn gemm_bias_gelu_launch(rows: usize, k: usize, n: usize) -> Result<Launch, String> {
+/// 1-D, `threads` per block ([`GBG_THREADS`] or [`GBG_W64_THREADS`], the entry's warp layout). Needs
+/// k % 32 == 0, n % 128 == 0 (MiniLM's FFN: k 384, n 1536).
+pub fn gemm_bias_gelu_launch(
+    rows: usize,
+    k: usize,
+    n: usize,
+    threads: u32,
+) -> Result<Launch, String> {
     if k == 0 || !k.is_multiple_of(GBG_BK) {
         return Err(format!("K = {k} is not a positive multiple of {GBG_BK}"));
     }
@@ -348,7 +356,7 @@ pub fn gemm_bias_gelu_launch(rows: usize, k: usize, n: usize) -> Result<Launch, 
     let blocks = rows.div_ceil(GBG_BM) * (n / GBG_BN);
     Ok(Launch {
         grid: grid_of(blocks, "blocks")?,
-        block: GBG_THREADS,
+        block: threads,
         shared_mem_bytes: 0,
     })
 }
@@ -1013,13 +1021,15 @@ mod tests {
             (2, POOLER_THREADS, 2 * 4 * 1536)
         );
         assert_eq!(pooler_launch(143, 384).unwrap().grid, 36);
-        let g = gemm_bias_gelu_launch(16_343, 384, 1536).unwrap();
+        let g = gemm_bias_gelu_launch(16_343, 384, 1536, GBG_THREADS).unwrap();
         assert_eq!((g.grid, g.block, g.shared_mem_bytes), (128 * 12, 256, 0));
-        assert_eq!(gemm_bias_gelu_launch(1, 32, 128).unwrap().grid, 1);
-        assert_eq!(gemm_bias_gelu_launch(0, 384, 1536).unwrap().grid, 0);
+        let g = gemm_bias_gelu_launch(16_343, 384, 1536, GBG_W64_THREADS).unwrap();
+        assert_eq!((g.grid, g.block), (128 * 12, 128));
+        assert_eq!(gemm_bias_gelu_launch(1, 32, 128, 256).unwrap().grid, 1);
+        assert_eq!(gemm_bias_gelu_launch(0, 384, 1536, 256).unwrap().grid, 0);
         assert!(
-            gemm_bias_gelu_launch(5, 48, 128).is_err()
-                && gemm_bias_gelu_launch(5, 64, 100).is_err()
+            gemm_bias_gelu_launch(5, 48, 128, 256).is_err()
+                && gemm_bias_gelu_launch(5, 64, 100, 256).is_err()
         );
         let f = "gemm_bias_gelu.cu";
         assert_eq!(
@@ -1028,8 +1038,15 @@ mod tests {
                 kernel_define(f, "GBG_BN"),
                 kernel_define(f, "GBG_BK"),
                 kernel_define(f, "GBG_THREADS"),
+                kernel_define(f, "GBG_W64_THREADS"),
             ],
-            [GBG_BM, GBG_BN, GBG_BK, GBG_THREADS as usize]
+            [
+                GBG_BM,
+                GBG_BN,
+                GBG_BK,
+                GBG_THREADS as usize,
+                GBG_W64_THREADS as usize
+            ]
         );
         // The three stages of both tiles are the kernel's static shared memory: within 48 KiB.
         let stages = kernel_define(f, "GBG_STAGES");
