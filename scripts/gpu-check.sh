@@ -179,6 +179,8 @@ run_checks() {
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     report=$report_dir/gpu-check-$stamp.md
     summary=$(mktemp)
+    local figures
+    figures=$(mktemp)
 
     # Paths in the report: the unpacked bundle as $WORK, the checkout as ".".
     tidy() { local t=${1//$work/\$WORK}; printf '%s\n' "${t//$ROOT\//}"; }
@@ -229,6 +231,13 @@ run_checks() {
         ((rc == 124 || rc == 137)) && status="TIMEOUT after ${max}s"
         ((rc != 0 && rc != 124 && rc != 137)) && status="FAILED (exit $rc)"
         echo "| $title | $status | $took |" >>"$summary"
+        # xenc bench's lines "model N pairs T tokens X pairs/s ...", end_to_end, rerank_1x50 (p50_ms): one row
+        # per step that printed them, so the A/Bs can be read side by side at the end.
+        printf '%s\n' "$out" | awk -v t="$title" '
+            $1 == "model" && $7 == "pairs/s" && !m { m = $6 }
+            $1 == "end_to_end" && $7 == "pairs/s" && !e { e = $6 }
+            $1 == "rerank_1x50" && match($0, /"p50_ms":[0-9.]+/) && !r { r = substr($0, RSTART + 9, RLENGTH - 9) }
+            END { if (m != "") printf "| %s | %s | %s | %s |\n", t, m, e, r }' >>"$figures"
         {
             printf '## %s\n\n```\n$ %s\n```\n\nexit %s after %s s (limit %s s)\n\n```text\n' "$title" "$(tidy "$*")" "$rc" "$took" "$max"
             tidy "$out" | tail -n 700
@@ -278,6 +287,13 @@ run_checks() {
                     --section SpeedOfLight --section Occupancy --section WarpStateStats \
                     --section MemoryWorkloadAnalysis "$work/bin/xenc" bench --model "$model" --device cuda \
                     --generate 400 --repeats 1 --rerank-runs 1
+                for ffn in fused fused-w64; do
+                    step "ncu: the fused FFN-in GEMM, XENC_FFN_IN=$ffn" 45 env XENC_FFN_IN=$ffn ncu \
+                        --clock-control none -k regex:'gemm_bias_gelu' --launch-skip 2 --launch-count 1 \
+                        --section SpeedOfLight --section Occupancy --section WarpStateStats \
+                        --section MemoryWorkloadAnalysis "$work/bin/xenc" bench --model "$model" --device cuda \
+                        --generate 400 --repeats 1 --rerank-runs 1
+                done
                 step "ncu: the pooler" 60 ncu --clock-control none \
                     -k regex:'pooler_classifier' --launch-skip 2 --launch-count 1 \
                     --section SpeedOfLight --section Occupancy --section WarpStateStats \
@@ -333,8 +349,16 @@ run_checks() {
         echo "| step | status | seconds |"
         echo "|---|---|---|"
         cat "$summary"
+        if [[ -s $figures ]]; then
+            echo
+            echo "### xenc bench figures by step (model and end-to-end pairs/s, rerank 1x50 p50 ms)"
+            echo
+            echo "| step | model | end to end | rerank p50 |"
+            echo "|---|---:|---:|---:|"
+            cat "$figures"
+        fi
     } >>"$report"
-    rm -rf "$work" "$summary"
+    rm -rf "$work" "$summary" "$figures"
     echo
     sed -n '/^## Summary/,$p' "$report"
     echo "gpu-check: report written to $report"
