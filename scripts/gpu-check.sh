@@ -251,6 +251,11 @@ run_checks() {
     step "nvidia-smi" 20 nvidia-smi --query-gpu=name,driver_version --format=csv
     step "GPU tests (kernels vs CPU twins, model vs goldens)" 110 \
         "$work/bin/gpu-tests" --test-threads=1 --nocapture
+    # The A/B candidates at model level against the goldens (the choices are read once per process).
+    step "model vs goldens with the A/B candidates: XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused / fused-w64" 40 \
+        bash -c 'for f in fused fused-w64; do XENC_ATTENTION=mma-s4 XENC_FFN_IN=$f "$0" --test-threads=1 \
+            --nocapture model_matches_float64_goldens a_batch_scores_like_each_pair_alone || exit 1; done' \
+        "$work/bin/gpu-tests"
 
     # A small input for the sanitizers: pairs of very different lengths.
     local small=$work/small.jsonl model=$work/test-model/f16
