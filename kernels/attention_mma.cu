@@ -100,7 +100,8 @@
 
 // Minimum resident blocks per SM handed to __launch_bounds__, which caps registers at 65536 / (128 * n):
 // 73 at hd32 (ptxas 12.9 uses 72 without spills; 64 at 8 blocks ran no faster at model level), 128 at hd64
-// (what it uses uncapped; 5 spills). Shared memory allows 18 (hd32) and 5 (hd64) blocks per SM on sm_90.
+// (what it uses uncapped; 5 spills). Shared memory allows 18 (hd32; 11 for the 4-stage entry) and 5 (hd64)
+// blocks per SM on sm_90.
 #define ATTN_MMA_HD32_MIN_BLOCKS 7
 #define ATTN_MMA_HD64_MIN_BLOCKS 4
 
@@ -339,6 +340,7 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
             mma_16816(lsum, pf[kk], ONES, ONES);
         }
     }
+    cp_async_wait_all();     // only empty groups can be pending here; no copy outlives the block
     if (!warp_live) return;  // no barrier follows
 
     // lsum >= 1 (the row's maximal key contributes 2^0 = 1).
