@@ -282,6 +282,25 @@ fn gpu_kernels(c: &mut Criterion) {
         "add_bias_residual_layernorm",
         add_bias_residual_layernorm(&gpu, &proj, &b_h, &mut x, &gamma, &beta, t, H, 1e-12)
     );
+    // XENC_RESIDUAL=gemm: the out-proj GEMM adds bias and residual into x, LayerNorm reads only x. Each
+    // bench call adds to x again; values stay finite because the next bench's LayerNorm rescales them.
+    bench!(
+        "out_proj_gemm adding bias and residual (linear_bias_add, XENC_RESIDUAL=gemm)",
+        linear_bias_add(
+            &gpu,
+            &ctx.as_view(),
+            &w_out.as_view(),
+            &b_h.as_view(),
+            &mut x.as_view_mut(),
+            t,
+            H,
+            H
+        )
+    );
+    bench!(
+        "layernorm (XENC_RESIDUAL=gemm)",
+        layernorm(&gpu, &mut x, &gamma, &beta, t, H, 1e-12)
+    );
     bench!(
         "ffn_in_gemm",
         linear(

@@ -1,6 +1,8 @@
 // add_bias_layernorm.cu — the post-GEMM epilogue of BERT's attention output and FFN output.
 //
-//   out[r] = LayerNorm(x[r] + bias + residual[r])
+//   out[r] = LayerNorm(x[r] + bias + residual[r])      add_bias_residual_layernorm_f16
+//   out[r] = LayerNorm(x[r])                           layernorm_f16 (XENC_RESIDUAL=gemm: the GEMM has
+//                                                      already added bias and residual into x, in place)
 //
 // Layout: x [rows,H] (GEMM output without bias), residual [rows,H], out [rows,H], bias/gamma/beta [H];
 //   all fp16 row-major.
@@ -29,6 +31,9 @@
 //     16,343 rows of 384 on an H200, latency-bound on its block barriers).
 // v2: one warp per row, shuffles only, half2 loads issued per row, one row per warp (15.6 µs, same shape,
 //     H200).
+// layernorm_f16 (v1, an A/B candidate not yet measured on a GPU): the same two layouts and math with one
+//   streamed row instead of two: a third less DRAM traffic than add_bias_residual_layernorm_f16 (x read
+//   and written, in place). Aliasing as above (out may be x).
 // v3: 16-byte loads and stores for H % 8 == 0, H <= 512 (x, residual: 1 or 2 vectors per lane instead of 6
 //     half2), next row's loads in flight during the reductions, one full wave of warps looping over rows;
 //     64 registers as before (ptxas, sm_80 and sm_90), no spills. Not yet measured on a GPU.
@@ -64,6 +69,36 @@ add_bias_residual_layernorm_f16(const __half* x, const __half* bias, const __hal
     for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
         float2 v[LN_MAX_PAIRS_PER_LANE];
         load_sum3_pairs(v, x + (size_t)row * H, bias, residual + (size_t)row * H, H2, lane);
+        layernorm_pairs_store(v, gamma, beta, out + (size_t)row * H, H, eps, lane);
+    }
+}
+
+// The one row of row r for layernorm_f16 (LATE == 0: second and late are never read).
+struct OneRow {
+    const __half* x;
+    size_t H;
+    typedef unsigned Ref;
+    enum { LATE = 0 };
+    __device__ __forceinline__ Ref ref(unsigned r) const { return r; }
+    __device__ __forceinline__ const __half* first(Ref r) const { return x + r * H; }
+    __device__ __forceinline__ const __half* second(Ref) const { return nullptr; }
+    __device__ __forceinline__ const __half* late(Ref) const { return nullptr; }
+};
+
+extern "C" __global__ void __launch_bounds__(1024)
+layernorm_f16(const __half* x, const __half* gamma, const __half* beta, __half* out, int rows, int H, float eps) {
+    if (!layernorm_shape_ok(H) || rows <= 0) return;
+    if (ln_wide_shape_ok(H) && aligned16(x) && aligned16(gamma) && aligned16(beta) && aligned16(out)) {
+        const OneRow R = {x, (size_t)H};
+        layernorm3_rows_wide(R, rows, H, gamma, beta, out, eps);
+        return;
+    }
+    const int H2 = H >> 1;
+    const int lane = threadIdx.x & 31;
+    const int warps = blockDim.x >> 5;
+    for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
+        float2 v[LN_MAX_PAIRS_PER_LANE];
+        load_pairs(v, x + (size_t)row * H, H2, lane);
         layernorm_pairs_store(v, gamma, beta, out + (size_t)row * H, H, eps, lane);
     }
 }

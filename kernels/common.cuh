@@ -137,19 +137,21 @@ __device__ __forceinline__ float lanes_sum(float v, int L) {
 // values count as zero. All loads are unconditional, so they issue together.
 __device__ __forceinline__ int ln_wide_vec(int s, int L, int HV, int k) { return s + L * k < HV ? s + L * k : s; }
 
+// Loads the streamed rows: p0 and, when TWO, p1 (otherwise r1 is left alone and p1 never read).
+template <bool TWO>
 __device__ __forceinline__ void ln_wide_load2(uint4 (&r0)[LN_WIDE_VECS_PER_LANE], uint4 (&r1)[LN_WIDE_VECS_PER_LANE],
                                               const __half* p0, const __half* p1, int s, int L, int HV) {
 #pragma unroll
     for (int k = 0; k < LN_WIDE_VECS_PER_LANE; ++k) {
         const int g = ln_wide_vec(s, L, HV, k);
         r0[k] = reinterpret_cast<const uint4*>(p0)[g];
-        r1[k] = reinterpret_cast<const uint4*>(p1)[g];
+        if (TWO) r1[k] = reinterpret_cast<const uint4*>(p1)[g];
     }
 }
 
 // v = a + b + c in fp32 in that order (zero past the row); returns the lane's sum of v. Two of the three
 // rows were loaded ahead into r0 (a) and r1; the third, `late`, is read here: it is b when LATE == 1 and c
-// when LATE == 2.
+// when LATE == 2. LATE == 0: one row only, v = a (r1 and `late` are not touched).
 template <int LATE>
 __device__ __forceinline__ float ln_wide_sum3(const uint4 (&r0)[LN_WIDE_VECS_PER_LANE],
                                               const uint4 (&r1)[LN_WIDE_VECS_PER_LANE], const __half* late,
@@ -158,6 +160,14 @@ __device__ __forceinline__ float ln_wide_sum3(const uint4 (&r0)[LN_WIDE_VECS_PER
 #pragma unroll
     for (int k = 0; k < LN_WIDE_VECS_PER_LANE; ++k) {
         const bool in = s + L * k < HV;
+        if (LATE == 0) {
+#pragma unroll
+            for (int p = 0; p < 4; ++p) {
+                v[k][p] = in ? pair_at<4>(r0[k], p) : make_float2(0.0f, 0.0f);
+                sum += v[k][p].x + v[k][p].y;
+            }
+            continue;
+        }
         const uint4 rl = reinterpret_cast<const uint4*>(late)[ln_wide_vec(s, L, HV, k)];
 #pragma unroll
         for (int p = 0; p < 4; ++p) {
@@ -216,7 +226,8 @@ __device__ __forceinline__ unsigned ln_row_or(unsigned row, unsigned stand_in, u
 // out[r] = LayerNorm(a + b + c) of rows r < rows in the wide layout. `Rows` names the three rows of r:
 // Rows::Ref ref(r) locates them (fetched two rows ahead: for the embeddings, the token's ids); first(ref) is
 // a, second(ref) the other streamed row, late(ref) the cache-resident one, which is b when Rows::LATE == 1
-// and c when Rows::LATE == 2. The loop bound is warp-uniform, so all 32 lanes reach every shuffle. A lane
+// and c when Rows::LATE == 2. Rows::LATE == 0: LayerNorm(a) of the one row first(ref) (what second and
+// late return is never read). The loop bound is warp-uniform, so all 32 lanes reach every shuffle. A lane
 // past the last row stands in on its warp's first row of the group and stores nothing, so no lane reads a
 // row that another warp may be writing in place. Needs gridDim.x * blockDim.x < 2^30 (row indices stay
 // below 2^32).
@@ -237,12 +248,13 @@ __device__ __forceinline__ void layernorm3_rows_wide(const Rows& R, int rows_, i
     typename Rows::Ref ref = R.ref(ln_row_or(row, base, rows));
     typename Rows::Ref next = R.ref(ln_row_or(row + stride, base + stride, rows));
     uint4 r0[LN_WIDE_VECS_PER_LANE], r1[LN_WIDE_VECS_PER_LANE];
-    ln_wide_load2(r0, r1, R.first(ref), R.second(ref), s, L, HV);
+    constexpr bool TWO = Rows::LATE != 0;
+    ln_wide_load2<TWO>(r0, r1, R.first(ref), R.second(ref), s, L, HV);
     for (; base < rows; base += stride, row += stride) {
         float2 v[LN_WIDE_VECS_PER_LANE][4];
         const float sum = ln_wide_sum3<Rows::LATE>(r0, r1, R.late(ref), v, s, L, HV);
         if (base + stride < rows) {  // the next row's loads fly while this row is reduced and written
-            ln_wide_load2(r0, r1, R.first(next), R.second(next), s, L, HV);
+            ln_wide_load2<TWO>(r0, r1, R.first(next), R.second(next), s, L, HV);
             ref = next;
             next = R.ref(ln_row_or(row + 2 * stride, base + 2 * stride, rows));
         }
@@ -270,6 +282,15 @@ __device__ __forceinline__ void load_sum3_pairs(float2 (&v)[LN_MAX_PAIRS_PER_LAN
             const float2 z = load_half2(c + 2 * k);
             v[i] = make_float2(x.x + y.x + z.x, x.y + y.y + z.y);
         }
+    }
+}
+
+// v[i] = a[c] in fp32 for this lane's pairs c = lane + 32 i < H2; 0 elsewhere (load_sum3_pairs of one row).
+__device__ __forceinline__ void load_pairs(float2 (&v)[LN_MAX_PAIRS_PER_LANE], const __half* a, int H2, int lane) {
+#pragma unroll
+    for (int i = 0; i < LN_MAX_PAIRS_PER_LANE; ++i) {
+        const int k = lane + 32 * i;
+        v[i] = k < H2 ? load_half2(a + 2 * k) : make_float2(0.0f, 0.0f);
     }
 }
 

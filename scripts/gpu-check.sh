@@ -252,10 +252,11 @@ run_checks() {
     step "GPU tests (kernels vs CPU twins, model vs goldens)" 110 \
         "$work/bin/gpu-tests" --test-threads=1 --nocapture
     # The A/B candidates at model level against the goldens (the choices are read once per process).
-    step "model vs goldens with the A/B candidates: XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused / fused-w64" 40 \
+    step "model vs goldens with the A/B candidates: XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused / fused-w64 XENC_RESIDUAL=gemm" 40 \
         bash -c 'for f in fused fused-w64; do XENC_ATTENTION=mma-s4 XENC_FFN_IN=$f "$0" --test-threads=1 \
-            --nocapture model_matches_float64_goldens a_batch_scores_like_each_pair_alone || exit 1; done' \
-        "$work/bin/gpu-tests"
+            --nocapture model_matches_float64_goldens a_batch_scores_like_each_pair_alone || exit 1; done
+            XENC_RESIDUAL=gemm "$0" --test-threads=1 --nocapture model_matches_float64_goldens \
+            a_batch_scores_like_each_pair_alone' "$work/bin/gpu-tests"
 
     # A small input for the sanitizers: pairs of very different lengths.
     local small=$work/small.jsonl model=$work/test-model/f16
@@ -281,6 +282,9 @@ run_checks() {
                 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
             step "FFN-in A/B: XENC_FFN_IN=fused-w64 (gemm_bias_gelu_w64, 64 x 64 warps) xenc bench --device cuda" 60 \
                 env XENC_FFN_IN=fused-w64 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 \
+                --repeats 3 --rerank-runs 20
+            step "residual A/B: XENC_RESIDUAL=gemm (GEMMs add bias and residual, LayerNorm reads one row) xenc bench" 60 \
+                env XENC_RESIDUAL=gemm "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 \
                 --repeats 3 --rerank-runs 20
             step "both A/B candidates: XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused xenc bench --device cuda" 60 \
                 env XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused "$work/bin/xenc" bench --model "$model" --device cuda \

@@ -264,6 +264,18 @@ fn add_bias_residual_layernorm_matches_cpu() {
         &reference,
         &baseline,
     );
+
+    // layernorm (XENC_RESIDUAL=gemm): LayerNorm of one input in place, the CPU twin with zero bias and
+    // zero residual.
+    let alone = |v: &[Vec<f32>]| {
+        let mut x = vec![0f32; rows * h];
+        ops::add_bias_residual_layernorm(&v[0], &vec![0.0; h], &mut x, &v[3], &v[4], h, EPS);
+        x
+    };
+    let (reference, baseline) = (alone(&inputs), r16(&alone(&rounded)));
+    let mut x = up(&gpu, &inputs[0]);
+    layernorm(&gpu, &mut x, &d[3], &d[4], rows, h, EPS).unwrap();
+    check("layernorm", &down(&gpu, &x), &reference, &baseline);
 }
 
 #[test]
@@ -438,6 +450,26 @@ fn gemms_match_cpu() {
                     let name = format!("linear_bias {shape}, bias {i}");
                     check(&name, &down(&gpu, &out), reference, base);
                 }
+                // linear_bias_add (XENC_RESIDUAL=gemm): out += x · wᵀ + bias, out holding the previous
+                // result; the CPU twins add the same fp16 values (the baseline rounds once at the end).
+                let before = down(&gpu, &out);
+                linear_bias_add(
+                    &gpu,
+                    &dx.as_view(),
+                    &dw.as_view(),
+                    &db[0].as_view(),
+                    &mut out.as_view_mut(),
+                    rows,
+                    k,
+                    n,
+                )
+                .unwrap();
+                let plus =
+                    |v: &[f32]| -> Vec<f32> { v.iter().zip(&before).map(|(a, b)| a + b).collect() };
+                let twin_base = twin(&r16(&x), &r16(&w), Some(&r16(&biases[0])));
+                let (reference, base) = (plus(&biased[0].0), r16(&plus(&twin_base)));
+                let name = format!("linear_bias_add {shape}");
+                check(&name, &down(&gpu, &out), &reference, &base);
             }
             gpu.set_gemm_path(GemmPath::Lt);
             if rows != ragged {

@@ -102,6 +102,24 @@ void test_ln(int rows, int H, unsigned block, unsigned grid, bool inplace, int o
     char nm[128]; snprintf(nm, 128, "add_bias_residual_layernorm rows=%d H=%d b=%u g=%u%s%s", rows, H, block, grid, inplace ? " inplace" : "", off ? " half2" : ""); report(nm, err, 1e-3);
 }
 
+// layernorm_f16: LayerNorm of x alone (what XENC_RESIDUAL=gemm leaves after the GEMM added bias and residual).
+void test_ln1(int rows, int H, unsigned block, unsigned grid, bool inplace, int off = 0) {
+    auto x = rand_h((size_t)rows * H, 3.f, 2.f), g = rand_h(H, .2f, 1.f), b = rand_h(H, .2f);
+    Fenced dx(x, off), dg(g, off), db(b, off);
+    Fenced outbuf(std::vector<__half>((size_t)rows * H, __float2half(-777.f)), off);
+    Fenced& out = inplace ? dx : outbuf;
+    launch(grid, block, [&] { layernorm_f16(dx.p(), dg.p(), db.p(), out.p(), rows, H, 1e-5f); });
+    double err = 0;
+    for (int r = 0; r < rows; ++r) {
+        std::vector<double> v(H);
+        for (int c = 0; c < H; ++c) v[c] = (double)F(x[(size_t)r * H + c]);
+        ln_ref(v, g.data(), b.data(), 1e-5);
+        for (int c = 0; c < H; ++c) err = std::max(err, std::abs(v[c] - F(out[(size_t)r * H + c])) / std::max(1.0, std::abs(v[c])));
+    }
+    if (!out.fences_ok()) err = 1.0;
+    char nm[128]; snprintf(nm, 128, "layernorm rows=%d H=%d b=%u g=%u%s%s", rows, H, block, grid, inplace ? " inplace" : "", off ? " half2" : ""); report(nm, err, 1e-3);
+}
+
 // Also exact: each element must be gelu_erf(x + b) of common.cuh rounded once to fp16 (the kernel's
 // contract since v1), so a change of work split cannot change a bit.
 void test_gelu(int rows, int N, unsigned block, unsigned grid, int off = 0) {
@@ -190,6 +208,8 @@ int main() {
     test_ln(6, 384, 128, 6, false); test_ln(6, 384, 128, 2, true); test_ln(3, 1024, 1024, 3, true); test_ln(5, 1022, 32, 7, false); test_ln(37, 384, 128, 3, true); test_ln(9, 312, 64, 1, false);
     test_ln(37, 384, 128, 3, true, 2); test_ln(9, 312, 64, 1, false, 2); test_ln(37, 128, 64, 1, true); test_ln(50, 256, 128, 2, false); test_ln(67, 16, 32, 1, true);
     test_ln(11, 24, 64, 1, false); test_ln(10, 512, 96, 1, true); test_ln(7, 768, 64, 2, true); test_ln(300, 384, 128, 4, true);
+    test_ln1(6, 384, 128, 2, true); test_ln1(37, 384, 128, 3, false); test_ln1(300, 384, 128, 4, true); test_ln1(9, 312, 64, 1, false);
+    test_ln1(37, 384, 128, 3, true, 2); test_ln1(7, 768, 64, 2, true); test_ln1(5, 1022, 32, 7, false); test_ln1(67, 16, 32, 1, true);
     // bias_gelu: 16-byte and half2 vectors; fewer threads than columns, idle threads past the last whole set
     // of columns, odd row counts (the single-row tail), misaligned pointers.
     test_gelu(7, 1536, 256, 3); test_gelu(3, 6, 64, 100); test_gelu(5, 40, 32, 2); test_gelu(4, 1530, 64, 3);

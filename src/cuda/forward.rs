@@ -2,12 +2,13 @@
 //!
 //! embed_layernorm → per layer: QKV GEMM (+bias, cuBLASLt epilogue) → attention_varlen → out-proj GEMM
 //! → add_bias_residual_layernorm → FFN-in GEMM → bias_gelu (or both in gemm_bias_gelu with
-//! `XENC_FFN_IN=fused`) → FFN-out GEMM → add_bias_residual_layernorm.
+//! `XENC_FFN_IN=fused`) → FFN-out GEMM → add_bias_residual_layernorm. With `XENC_RESIDUAL=gemm` the
+//! out-proj and FFN-out GEMMs add bias and residual into the hidden rows and layernorm normalises them.
 //! In the last layer, once Q, K, V exist for all T rows, only the n [CLS] rows go on (gather_rows,
 //! attention in ClsOnly mode). Then pooler_classifier → fp32 logits. Every buffer comes from
 //! [`Activations`], allocated once for the token budget.
 
-use cudarc::driver::CudaSlice;
+use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
 use half::f16;
 
 use super::buffers::{addr, Activations};
@@ -70,6 +71,7 @@ pub(crate) fn enqueue(
         }
         _ => launch::FfnIn::GemmThenGelu,
     };
+    let residual = launch::Residual::from_env();
     for (l, ls) in lay.layers.iter().enumerate() {
         let qkv = &mut a.qkv.slice_mut(..t * 3 * h);
         launch::linear_bias(
@@ -116,28 +118,23 @@ pub(crate) fn enqueue(
         };
         lap(clock, gpu, layer_stage(l == last, 1))?;
         let (rh, ri) = (rows * h, rows * inter);
-        launch::linear(
+        project_add_norm(
             gpu,
+            clock,
+            (layer_stage(l == last, 2), layer_stage(l == last, 3)),
+            residual,
             &a.ctx.slice(..rh),
-            &w.view(ls.attn_out_weight),
-            &mut a.proj.slice_mut(..rh),
-            rows,
-            h,
-            h,
-        )?;
-        lap(clock, gpu, layer_stage(l == last, 2))?;
-        launch::add_bias_residual_layernorm(
-            gpu,
-            &a.proj.slice(..rh),
-            &w.view(ls.attn_out_bias),
+            [
+                &w.view(ls.attn_out_weight),
+                &w.view(ls.attn_out_bias),
+                &w.view(ls.attn_ln_weight),
+                &w.view(ls.attn_ln_bias),
+            ],
             &mut x.slice_mut(..rh),
-            &w.view(ls.attn_ln_weight),
-            &w.view(ls.attn_ln_bias),
-            rows,
-            h,
+            &mut a.proj.slice_mut(..rh),
+            (rows, h, h),
             eps,
         )?;
-        lap(clock, gpu, layer_stage(l == last, 3))?;
         if let launch::FfnIn::Fused(warps) = ffn_in {
             // One kernel; its time is the ffn_in_gemm stage and bias_gelu's stays empty.
             launch::linear_bias_gelu(
@@ -172,28 +169,23 @@ pub(crate) fn enqueue(
             )?;
         }
         lap(clock, gpu, layer_stage(l == last, 5))?;
-        launch::linear(
+        project_add_norm(
             gpu,
+            clock,
+            (layer_stage(l == last, 6), layer_stage(l == last, 7)),
+            residual,
             &a.ffn.slice(..ri),
-            &w.view(ls.ffn_out_weight),
-            &mut a.proj.slice_mut(..rh),
-            rows,
-            inter,
-            h,
-        )?;
-        lap(clock, gpu, layer_stage(l == last, 6))?;
-        launch::add_bias_residual_layernorm(
-            gpu,
-            &a.proj.slice(..rh),
-            &w.view(ls.ffn_out_bias),
+            [
+                &w.view(ls.ffn_out_weight),
+                &w.view(ls.ffn_out_bias),
+                &w.view(ls.ffn_ln_weight),
+                &w.view(ls.ffn_ln_bias),
+            ],
             &mut x.slice_mut(..rh),
-            &w.view(ls.ffn_ln_weight),
-            &w.view(ls.ffn_ln_bias),
-            rows,
-            h,
+            &mut a.proj.slice_mut(..rh),
+            (rows, inter, h),
             eps,
         )?;
-        lap(clock, gpu, layer_stage(l == last, 7))?;
     }
 
     launch::pooler_classifier(
@@ -220,6 +212,39 @@ pub(crate) fn enqueue(
 
 /// Waits for the logits that [`enqueue`] queued in `slot` for a batch of `n` pairs: one logit (label 0)
 /// per pair, in batch order.
+/// The end of a sub-layer: `x = LayerNorm(input · weightᵀ + bias + x)` over `rows` rows, input `[rows, k]`,
+/// x `[rows, h]`; `wbgb` = weight `[h, k]`, bias, LayerNorm gamma and beta. Where the residual is added is
+/// `residual` (`XENC_RESIDUAL`): by the LayerNorm, reading the GEMM's output from the `proj` scratch rows,
+/// or by the GEMM itself into x. Laps `stages.0` after the GEMM and `stages.1` after the LayerNorm.
+#[allow(clippy::too_many_arguments)]
+fn project_add_norm(
+    gpu: &Gpu,
+    clock: &mut Option<EventClock>,
+    stages: (&'static str, &'static str),
+    residual: launch::Residual,
+    input: &CudaView<'_, f16>,
+    wbgb: [&CudaView<'_, f16>; 4],
+    x: &mut CudaViewMut<'_, f16>,
+    proj: &mut CudaViewMut<'_, f16>,
+    (rows, k, h): (usize, usize, usize),
+    eps: f32,
+) -> Result<()> {
+    let [weight, bias, gamma, beta] = wbgb;
+    match residual {
+        launch::Residual::InLayerNorm => {
+            launch::linear(gpu, input, weight, proj, rows, k, h)?;
+            lap(clock, gpu, stages.0)?;
+            launch::add_bias_residual_layernorm(gpu, proj, bias, x, gamma, beta, rows, h, eps)?;
+        }
+        launch::Residual::InGemm => {
+            launch::linear_bias_add(gpu, input, weight, bias, x, rows, k, h)?;
+            lap(clock, gpu, stages.0)?;
+            launch::layernorm(gpu, x, gamma, beta, rows, h, eps)?;
+        }
+    }
+    lap(clock, gpu, stages.1)
+}
+
 pub(crate) fn finish(
     a: &Activations,
     slot: usize,

@@ -687,8 +687,8 @@ fn with_plan<R>(
     f(handle, plan, at, gemm).map(Some)
 }
 
-/// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])` on cuBLASLt with a cached plan and heuristic
-/// result `algo`.
+/// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n]) + beta · out` on cuBLASLt with a cached plan and
+/// heuristic result `algo` (beta 0: out is only written; 1: accumulated into, C = D in place).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     gpu: &Gpu,
@@ -697,6 +697,7 @@ pub(crate) fn matmul(
     w: &CudaView<'_, f16>,
     bias: Option<&CudaView<'_, f16>>,
     out: &mut CudaViewMut<'_, f16>,
+    beta: f32,
     rows: usize,
     k: usize,
     n: usize,
@@ -719,12 +720,13 @@ pub(crate) fn matmul(
                  using its first there (said once)"
             );
         }
-        let (alpha, beta) = (1f32, 0f32);
+        let alpha = 1f32;
         let ptr = |p: u64| p as usize as *const c_void;
         // SAFETY: gemm_dims checked x, w and out against the extents the layouts describe (and the bias
         // against n); every handle is live under the mutex; alpha and beta are host fp32 (the
-        // descriptor's scale type, default host pointer mode); C = D = out with one layout (beta 0);
-        // the workspace is the allocation of the size the heuristic was told.
+        // descriptor's scale type, default host pointer mode); C = D = out with one layout and one
+        // pointer (cuBLASLt's in-place case); the workspace is the allocation of the size the heuristic
+        // was told.
         let s = unsafe {
             lt::cublasLtMatmul(
                 handle,
@@ -789,7 +791,7 @@ pub fn linear_lt(
     k: usize,
     n: usize,
 ) -> Result<()> {
-    matmul(gpu, Algo::Exact(algo), x, w, bias, out, rows, k, n)
+    matmul(gpu, Algo::Exact(algo), x, w, bias, out, 0.0, rows, k, n)
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub const SIGNATURES: &[(&str, &str)] = &[
     ("attention_mma_s4_hd32_f16", ATTENTION),
     ("bias_gelu_f16", "__half*, const __half*, int, int"),
     ("add_bias_residual_layernorm_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
+    ("layernorm_f16", "const __half*, const __half*, const __half*, __half*, int, int, float"),
     ("gather_rows_f16", "const __half*, const int*, __half*, int, int"),
     ("gemm_bias_gelu_f16", GEMM_BIAS_GELU),
     ("gemm_bias_gelu_w64_f16", GEMM_BIAS_GELU),
@@ -350,6 +351,61 @@ pub fn add_bias_residual_layernorm(
     launch(gpu, &gpu.f.add_bias_residual_layernorm, K, l, &args)
 }
 
+/// `x = LayerNorm(x)` in place; x `[rows, h]` (the kernel's `out` is `x`). With `XENC_RESIDUAL=gemm` the
+/// GEMM before it has already added bias and residual ([`linear_bias_add`]).
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm(
+    gpu: &Gpu,
+    x: &mut impl DevicePtrMut<f16>,
+    gamma: &impl DevicePtr<f16>,
+    beta: &impl DevicePtr<f16>,
+    rows: usize,
+    h: usize,
+    eps: f32,
+) -> Result<()> {
+    const K: &str = "layernorm_f16";
+    let l = plan::layernorm_launch_on(rows, h, gpu.info.sm_count).map_err(|m| fail(K, m))?;
+    let out = half_out(gpu, K, "x", x, rows * h)?;
+    let Arg::Ptr(p, _) = out else { unreachable!() };
+    let args = [
+        Arg::Ptr(p, "const __half*"),
+        half_in(gpu, K, "gamma", gamma, h)?,
+        half_in(gpu, K, "beta", beta, h)?,
+        out,
+        int(K, "rows", rows)?,
+        int(K, "H", h)?,
+        Arg::Float(eps),
+    ];
+    launch(gpu, &gpu.f.layernorm, K, l, &args)
+}
+
+/// Where each layer's residual connection is added: `XENC_RESIDUAL=gemm` picks [`Residual::InGemm`] (an
+/// A/B option not yet measured on a GPU); unset or anything else, [`Residual::InLayerNorm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Residual {
+    /// out-proj / FFN-out GEMM into a scratch buffer, then `add_bias_residual_layernorm` reads it and the
+    /// residual stream (two rows read, one written per LayerNorm).
+    InLayerNorm,
+    /// The GEMM adds bias and product into the residual stream itself ([`linear_bias_add`]: the compute-
+    /// bound GEMM reads one more row), then [`layernorm`] reads one row and writes one.
+    InGemm,
+}
+
+impl Residual {
+    pub fn parse(value: Option<&str>) -> Self {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            Some("gemm") => Residual::InGemm,
+            _ => Residual::InLayerNorm,
+        }
+    }
+
+    /// `XENC_RESIDUAL`, read once per process.
+    pub fn from_env() -> Self {
+        static CHOICE: OnceLock<Residual> = OnceLock::new();
+        *CHOICE.get_or_init(|| Residual::parse(std::env::var("XENC_RESIDUAL").ok().as_deref()))
+    }
+}
+
 /// `dst[p] = src[cu_seqlens[p]]`: each pair's [CLS] row; src `[T, h]`, dst `[n, h]`, not overlapping.
 pub fn gather_rows(
     gpu: &Gpu,
@@ -453,7 +509,7 @@ pub fn linear(
     let choice = gpu.gemm.choice;
     if choice.path == super::gemm::GemmPath::Lt {
         let algo = super::gemm::Algo::Preferred(choice.algo);
-        return super::gemm::matmul(gpu, algo, x, w, None, out, rows, k, n);
+        return super::gemm::matmul(gpu, algo, x, w, None, out, 0.0, rows, k, n);
     }
     let (r, k, n) = gemm_dims("cuBLAS GEMM", x.len(), w.len(), out.len(), rows, k, n)?;
     if r == 0 {
@@ -571,10 +627,42 @@ pub fn linear_bias(
     k: usize,
     n: usize,
 ) -> Result<()> {
+    linear_bias_beta(gpu, x, w, bias, out, 0.0, rows, k, n)
+}
+
+/// `out[rows, n] += x[rows, k] · w[n, k]ᵀ + bias[n]`: [`linear_bias`] accumulating into `out` (cuBLASLt's
+/// beta = 1 with C = D = out, in place; one fp32 sum of product, bias and the old out, one rounding to
+/// fp16). For `XENC_RESIDUAL=gemm`: the residual connection added by the GEMM instead of the LayerNorm.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_bias_add(
+    gpu: &Gpu,
+    x: &CudaView<'_, f16>,
+    w: &CudaView<'_, f16>,
+    bias: &CudaView<'_, f16>,
+    out: &mut CudaViewMut<'_, f16>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) -> Result<()> {
+    linear_bias_beta(gpu, x, w, bias, out, 1.0, rows, k, n)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn linear_bias_beta(
+    gpu: &Gpu,
+    x: &CudaView<'_, f16>,
+    w: &CudaView<'_, f16>,
+    bias: &CudaView<'_, f16>,
+    out: &mut CudaViewMut<'_, f16>,
+    beta: f32,
+    rows: usize,
+    k: usize,
+    n: usize,
+) -> Result<()> {
     let choice = gpu.gemm.choice;
     if choice.path == super::gemm::GemmPath::Lt {
         let algo = super::gemm::Algo::Preferred(choice.algo);
-        return super::gemm::matmul(gpu, algo, x, w, Some(bias), out, rows, k, n);
+        return super::gemm::matmul(gpu, algo, x, w, Some(bias), out, beta, rows, k, n);
     }
     let (r, _, _) = gemm_dims("cuBLASLt GEMM", x.len(), w.len(), out.len(), rows, k, n)?;
     check("cuBLASLt GEMM", plan::check_len("bias", bias.len(), n))?;
@@ -591,7 +679,7 @@ pub fn linear_bias(
         alpha: 1.0,
         lda: k as i64,
         ldb: k as i64,
-        beta: 0.0,
+        beta,
         ldc: n as i64,
         stride_a: None,
         stride_b: None,
@@ -621,6 +709,14 @@ mod tests {
         assert_eq!(AttentionKernel::parse(Some("mma")), Mma);
         assert_eq!(AttentionKernel::parse(Some("")), Mma);
         assert_eq!(AttentionKernel::parse(Some("MMA-S4 ")), MmaS4);
+    }
+
+    #[test]
+    fn xenc_residual_picks_the_place() {
+        use super::Residual::{InGemm, InLayerNorm};
+        assert_eq!(super::Residual::parse(None), InLayerNorm);
+        assert_eq!(super::Residual::parse(Some(" GEMM")), InGemm);
+        assert_eq!(super::Residual::parse(Some("layernorm")), InLayerNorm);
     }
 
     #[test]

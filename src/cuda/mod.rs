@@ -46,8 +46,9 @@ pub mod kernels {
     };
     pub use super::launch::{
         add_bias_residual_layernorm, attention_varlen, attention_varlen_with, bias_gelu,
-        embed_layernorm, gather_rows, linear, linear_bias, linear_bias_gelu, pooler_classifier,
-        AttentionKernel, FfnIn, GbgWarps, SIGNATURES,
+        embed_layernorm, gather_rows, layernorm, linear, linear_bias, linear_bias_add,
+        linear_bias_gelu, pooler_classifier, AttentionKernel, FfnIn, GbgWarps, Residual,
+        SIGNATURES,
     };
     pub use super::modules::{build_summary, kernel_file_names};
     pub use super::weights::{fp16_image, DeviceWeights};

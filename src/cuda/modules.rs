@@ -128,6 +128,8 @@ pub(crate) struct Functions {
     /// The same with 4 warps of 64 x 64 (`XENC_FFN_IN=fused-w64`).
     pub gemm_bias_gelu_w64: CudaFunction,
     pub add_bias_residual_layernorm: CudaFunction,
+    /// LayerNorm of one input (`XENC_RESIDUAL=gemm`).
+    pub layernorm: CudaFunction,
     pub gather_rows: CudaFunction,
     pub pooler_classifier: CudaFunction,
     /// How each module was obtained, e.g. "attention_varlen: Cubin(90)".
@@ -171,6 +173,7 @@ impl Functions {
                 "add_bias_layernorm",
                 "add_bias_residual_layernorm_f16",
             )?,
+            layernorm: get(&ln, "add_bias_layernorm", "layernorm_f16")?,
             gather_rows: get(&gather, "gather_rows", "gather_rows_f16")?,
             pooler_classifier: get(&pooler, "pooler_classifier", "pooler_classifier_f16")?,
             how,
