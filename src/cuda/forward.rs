@@ -210,8 +210,6 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
-/// Waits for the logits that [`enqueue`] queued in `slot` for a batch of `n` pairs: one logit (label 0)
-/// per pair, in batch order.
 /// The end of a sub-layer: `x = LayerNorm(input · weightᵀ + bias + x)` over `rows` rows, input `[rows, k]`,
 /// x `[rows, h]`; `wbgb` = weight `[h, k]`, bias, LayerNorm gamma and beta. Where the residual is added is
 /// `residual` (`XENC_RESIDUAL`): by the LayerNorm, reading the GEMM's output from the `proj` scratch rows,
@@ -245,6 +243,8 @@ fn project_add_norm(
     lap(clock, gpu, stages.1)
 }
 
+/// Waits for the logits that [`enqueue`] queued in `slot` for a batch of `n` pairs: one logit (label 0)
+/// per pair, in batch order.
 pub(crate) fn finish(
     a: &Activations,
     slot: usize,
