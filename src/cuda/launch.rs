@@ -353,7 +353,6 @@ pub fn add_bias_residual_layernorm(
 
 /// `x = LayerNorm(x)` in place; x `[rows, h]` (the kernel's `out` is `x`). With `XENC_RESIDUAL=gemm` the
 /// GEMM before it has already added bias and residual ([`linear_bias_add`]).
-#[allow(clippy::too_many_arguments)]
 pub fn layernorm(
     gpu: &Gpu,
     x: &mut impl DevicePtrMut<f16>,
