@@ -40,11 +40,35 @@ pub enum Error {
     #[error("invalid option: {0}")]
     Option(String),
 
-    /// The input to score is unusable (e.g. a token id outside the vocabulary).
+    /// The input to score is unusable as a whole (e.g. an empty pairs file).
     #[error("invalid input: {0}")]
     Input(String),
+
+    /// One input item is unusable: `what` is "pair" or "document", `index` its 0-based place in the
+    /// slice given to the call (the CLI turns it into a line number).
+    #[error("invalid input: {what} {index}: {message}")]
+    Item {
+        what: &'static str,
+        index: usize,
+        message: String,
+    },
 
     /// The CUDA backend could not be used (no libcuda, no device, a failed call).
     #[error("CUDA: {0}")]
     Cuda(String),
+}
+
+impl Error {
+    /// A tokenizer error while encoding input item `index` as that item's error; other errors as they
+    /// are.
+    pub(crate) fn at_item(self, what: &'static str, index: usize) -> Error {
+        match self {
+            Error::Tokenizer(m) => Error::Item {
+                what,
+                index,
+                message: format!("tokenizer: {m}"),
+            },
+            other => other,
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The CLI's text formats: JSON Lines of `{"query": ..., "document": ...}` in, and plain lines of
 //! documents for `rerank`. A bad line is an error naming its line number (1-based); nothing is skipped.
+//! A UTF-8 byte order mark at the start of the input (as Windows tools write) is not part of line 1.
 
 use std::io::BufRead;
 
@@ -8,7 +9,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// Reads input lines as bytes, so invalid UTF-8 is reported with its line number. A final newline
-/// does not start a line; `\r\n` endings are accepted.
+/// does not start a line; `\r\n` endings are accepted; a leading byte order mark is dropped.
 pub fn read_lines(mut input: impl BufRead, source: &str) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     let mut buf = Vec::new();
@@ -22,6 +23,9 @@ pub fn read_lines(mut input: impl BufRead, source: &str) -> Result<Vec<String>> 
             })?;
         if n == 0 {
             return Ok(lines);
+        }
+        if lines.is_empty() && buf.starts_with(b"\xEF\xBB\xBF") {
+            buf.drain(..3);
         }
         if buf.last() == Some(&b'\n') {
             buf.pop();
@@ -38,6 +42,18 @@ pub fn read_lines(mut input: impl BufRead, source: &str) -> Result<Vec<String>> 
         })?;
         lines.push(line);
     }
+}
+
+/// `rerank`'s documents, one per line; a blank line is an error (an empty document would still get
+/// a score and a rank).
+pub fn parse_documents(lines: Vec<String>, source: &str) -> Result<Vec<String>> {
+    if let Some(i) = lines.iter().position(|l| l.trim().is_empty()) {
+        return Err(Error::Input(format!(
+            "{source}: line {}: empty line; expected one document per line",
+            i + 1
+        )));
+    }
+    Ok(lines)
 }
 
 const SHAPE: &str = r#"expected a JSON object with string fields "query" and "document""#;
@@ -135,5 +151,27 @@ mod tests {
             assert!(e.contains(needle), "{needle:?} not in {e:?}");
             assert!(e.starts_with("invalid input: stdin: "), "{e}");
         }
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_dropped_once() {
+        let input = b"\xEF\xBB\xBF{\"query\":\"a\",\"document\":\"b\"}\n\xEF\xBB\xBFx\n";
+        let lines = read_lines(&input[..], "f").unwrap();
+        assert_eq!(lines[1], "\u{feff}x"); // only the input's first bytes are a BOM
+        assert_eq!(
+            parse_pairs(&lines[..1], "f").unwrap(),
+            vec![("a".into(), "b".into())]
+        );
+    }
+
+    #[test]
+    fn documents_are_lines_and_a_blank_one_is_named() {
+        let docs = |b: &[u8]| parse_documents(read_lines(b, "stdin").unwrap(), "stdin");
+        assert_eq!(docs(b"a b\r\nc\n").unwrap(), vec!["a b", "c"]);
+        assert!(docs(b"").unwrap().is_empty());
+        let e = docs(b"a\n\nc\n").unwrap_err().to_string();
+        assert!(e.contains("stdin: line 2: empty line"), "{e}");
+        let e = docs(b"a\nb\n \n").unwrap_err().to_string();
+        assert!(e.contains("line 3: empty line"), "{e}");
     }
 }

@@ -102,12 +102,10 @@ fn encode_document(
     document: &str,
     i: usize,
 ) -> Result<EncodedPair> {
-    let at = |e: Error| match e {
-        Error::Tokenizer(m) => Error::Tokenizer(format!("document {i}: {m}")),
-        other => other,
-    };
-    let d = tok.encode_piece(document).map_err(at)?;
-    tok.join(query, &d).map_err(at)
+    let d = tok
+        .encode_piece(document)
+        .map_err(|e| e.at_item("document", i))?;
+    tok.join(query, &d).map_err(|e| e.at_item("document", i))
 }
 
 /// Default token budget of one batch on the CPU: pairs are packed, sorted by length, up to this many
@@ -158,7 +156,9 @@ impl CrossEncoderBuilder {
         self
     }
 
-    /// Tokens per pair after truncation; default `min(512, max_position_embeddings)`.
+    /// Tokens per pair after truncation; default tokenizer_config.json's `model_max_length` when the
+    /// model's positions cover it (what sentence-transformers' CrossEncoder truncates to), else
+    /// `min(512, max_position_embeddings)`.
     pub fn max_length(mut self, n: usize) -> Self {
         self.max_length = Some(n);
         self
@@ -177,7 +177,8 @@ impl CrossEncoderBuilder {
         self
     }
 
-    /// CPU threads (default: all cores, through rayon's global pool).
+    /// Threads for tokenisation and the CPU model (default: all cores, through rayon's global pool).
+    /// Set, the model gets a pool of its own, so `threads(1)` keeps all of its work on one core.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
@@ -213,6 +214,16 @@ impl CrossEncoderBuilder {
             "tokenizer.json, a Hugging Face fast tokenizer",
         )?;
 
+        let pool = match self.threads {
+            None => None,
+            Some(0) => return Err(Error::Option("threads must be at least 1".into())),
+            Some(n) => Some(std::sync::Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| Error::Option(format!("cannot start {n} threads: {e}")))?,
+            )),
+        };
         let config = ModelConfig::from_file(&config_path)?;
         let activation = match (self.activation, &config.activation) {
             (Some(a), _) => a,
@@ -223,9 +234,13 @@ impl CrossEncoderBuilder {
                 )))
             }
         };
-        let max_length = self
-            .max_length
-            .unwrap_or(512.min(config.max_position_embeddings));
+        let max_length = match self.max_length {
+            Some(n) => n,
+            None => tokenize::default_max_length(
+                tokenize::model_max_length(&dir.join("tokenizer_config.json"))?,
+                config.max_position_embeddings,
+            ),
+        };
         if max_length > config.max_position_embeddings {
             return Err(Error::Option(format!(
                 "max_length {max_length} exceeds the model's max_position_embeddings {}",
@@ -251,7 +266,7 @@ impl CrossEncoderBuilder {
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
             (tokenizer, weights)
         });
-        let (tokenizer, weights) = (tokenizer?, weights?);
+        let (tokenizer, weights) = (tokenizer?.with_pool(pool.clone()), weights?);
         let cuda = |n| CudaBackend::new(&config, &weights, n, cuda_budget).map(Backend::Cuda);
         let backend = match self.device {
             Device::Cpu => None,
@@ -269,7 +284,7 @@ impl CrossEncoderBuilder {
         };
         let backend = match backend {
             Some(b) => b,
-            None => Backend::Cpu(CpuBackend::new(config.clone(), weights, self.threads)?),
+            None => Backend::Cpu(CpuBackend::new(config.clone(), weights, pool)),
         };
         match &backend {
             Backend::Cpu(b) => b.set_profiling(self.profile),
@@ -424,13 +439,23 @@ impl CrossEncoder {
     }
 
     /// Logits of already-encoded pairs, in input order: batches are planned by length under the token
-    /// budget and the results put back where each pair came from.
+    /// budget and the results put back where each pair came from. A pair the model cannot take (see
+    /// [`batch::check_pair`]) is an [`Error::Item`] naming its index in `pairs`.
     pub fn logits_encoded(&self, pairs: &[EncodedPair]) -> Result<Vec<f32>> {
         let lengths: Vec<usize> = pairs.iter().map(EncodedPair::len).collect();
         let plan = batch::plan_batches(&lengths, self.token_budget);
+        // Each batch's pairs are checked as it is built (on the GPU, while the previous batch runs); a
+        // batch of checked pairs is valid by construction.
         let make = |k: usize| -> Result<RaggedBatch> {
+            for &i in &plan[k] {
+                batch::check_pair(&pairs[i], &self.config).map_err(|message| Error::Item {
+                    what: "pair",
+                    index: i,
+                    message,
+                })?;
+            }
             let b = RaggedBatch::from_pairs(plan[k].iter().map(|&i| &pairs[i]));
-            b.validate(&self.config)?;
+            debug_assert!(b.validate(&self.config).is_ok());
             Ok(b)
         };
         let mut out = vec![0f32; pairs.len()];
@@ -459,7 +484,7 @@ impl CrossEncoder {
         D: AsRef<str>,
     {
         let bytes = documents.iter().map(|d| d.as_ref().len()).sum();
-        let helpers = tokenize_helpers(bytes, rayon::current_num_threads());
+        let helpers = tokenize_helpers(bytes, self.tokenizer.threads());
         self.encode_documents_with(query, documents, helpers)
     }
 
@@ -493,7 +518,8 @@ impl CrossEncoder {
             ends,
         };
         let n = documents.len();
-        tokenize::share::map_with_helpers(ctx, n, helpers, DocumentsToEncode::encode)
+        let pool = self.tokenizer.pool();
+        tokenize::share::map_with_helpers(pool, ctx, n, helpers, DocumentsToEncode::encode)
             .into_iter()
             .collect()
     }
@@ -505,7 +531,15 @@ impl CrossEncoder {
         D: AsRef<str> + Sync,
     {
         let encoded = self.encode_documents(query, documents)?;
-        let logits = self.logits_encoded(&encoded)?;
+        // Pair i is document i.
+        let logits = self.logits_encoded(&encoded).map_err(|e| match e {
+            Error::Item { index, message, .. } => Error::Item {
+                what: "document",
+                index,
+                message,
+            },
+            other => other,
+        })?;
         let mut ranked: Vec<Ranked> = logits
             .into_iter()
             .enumerate()

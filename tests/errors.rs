@@ -211,3 +211,82 @@ fn cuda_without_a_gpu_is_an_error_not_a_panic() {
         }
     }
 }
+
+#[test]
+fn default_max_length_is_tokenizer_configs_model_max_length() {
+    // As sentence-transformers' CrossEncoder: tokenizer_config.json's model_max_length truncates.
+    let d = tiny_dir();
+    let path = d.path().join("tokenizer_config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cfg["model_max_length"] = 16.into();
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let build = |n: Option<usize>| {
+        let b = CrossEncoder::builder(d.path()).device(Device::Cpu);
+        n.map_or(b.clone(), |n| b.max_length(n)).build().unwrap()
+    };
+    let long = [(
+        "a question with several words",
+        "a document that runs on for more than sixteen word pieces in all, surely",
+    )];
+    let (default, at16, at64) = (build(None), build(Some(16)), build(Some(64)));
+    assert_eq!(default.max_length(), 16);
+    assert_eq!(default.score(&long).unwrap(), at16.score(&long).unwrap());
+    assert_ne!(default.score(&long).unwrap(), at64.score(&long).unwrap());
+    // Beyond the model's positions (here 64) it is not a limit xenc can use: the positions' one is.
+    cfg["model_max_length"] = 1000.into();
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    assert_eq!(build(None).max_length(), 64);
+}
+
+#[test]
+fn bad_encoded_pairs_are_named_by_their_index() {
+    let d = tiny_dir();
+    let m = CrossEncoder::builder(d.path())
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let pair = |len: usize| xenc::EncodedPair {
+        input_ids: vec![101; len],
+        token_type_ids: vec![0; len],
+    };
+    let item = |pairs: &[xenc::EncodedPair]| match m.logits_encoded(pairs) {
+        Err(xenc::Error::Item {
+            what,
+            index,
+            message,
+        }) => (what, index, message),
+        other => panic!("expected an item error, got {other:?}"),
+    };
+    // Planning sorts by length; the error still names the input's index.
+    let (what, index, message) = item(&[pair(10), pair(20), pair(30), pair(100), pair(7)]);
+    assert_eq!((what, index), ("pair", 3));
+    assert!(message.contains("100 tokens"), "{message}");
+    // Length mismatches that would cancel out in a batch's totals.
+    let (mut a, mut b) = (pair(3), pair(2));
+    b.token_type_ids.push(a.token_type_ids.pop().unwrap());
+    let (_, index, message) = item(&[pair(5), a.clone(), b]);
+    assert_eq!(index, 2, "the shorter of the two is checked first");
+    assert!(
+        message.contains("2 token ids but 3 token types"),
+        "{message}"
+    );
+    let (_, index, message) = item(&[pair(5), a, pair(4)]);
+    assert_eq!(index, 1);
+    assert!(
+        message.contains("3 token ids but 2 token types"),
+        "{message}"
+    );
+}
+
+#[test]
+fn threads_bound_tokenisation_too() {
+    let d = tiny_dir();
+    let m = CrossEncoder::builder(d.path())
+        .device(Device::Cpu)
+        .threads(1)
+        .build()
+        .unwrap();
+    assert_eq!(m.tokenizer().threads(), 1);
+    assert_eq!(m.device_name(), "cpu (1 threads)");
+}

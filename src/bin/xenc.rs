@@ -29,12 +29,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         input: Option<PathBuf>,
     },
-    /// Rank documents (one per line on stdin) for one query; prints {"index": i, "score": s}, best first.
+    /// Rank documents (one per line) for one query; prints {"index": i, "score": s}, best first (i: the
+    /// document's 0-based line).
     Rerank {
         #[command(flatten)]
         model: ModelArgs,
-        #[arg(long)]
+        /// The query (may start with '-').
+        #[arg(long, allow_hyphen_values = true)]
         query: String,
+        /// Read documents from FILE instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
         /// Print only the best K documents (default: all).
         #[arg(long, value_name = "K")]
         top_k: Option<usize>,
@@ -85,10 +90,11 @@ struct ModelArgs {
     /// Print raw logits instead of the checkpoint's default activation.
     #[arg(long)]
     raw: bool,
-    /// Tokens per pair after truncation (default: min(512, max_position_embeddings)).
+    /// Tokens per pair after truncation (default: tokenizer_config.json's model_max_length, as
+    /// sentence-transformers; without it min(512, max_position_embeddings)).
     #[arg(long, value_name = "N")]
     max_length: Option<usize>,
-    /// CPU threads (default: all cores).
+    /// Threads for tokenisation and the CPU model (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Tokens per batch (default 65536 on CUDA, 16384 on the CPU; at least max_length).
@@ -140,6 +146,12 @@ const GPU_CHUNK: usize = 32 * 1024;
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`xenc score ... | head`): stop quietly, as Unix filters do.
+        Err(Error::Io { path, source })
+            if path.as_os_str() == "stdout" && source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("xenc: error: {e}");
             ExitCode::FAILURE
@@ -155,9 +167,13 @@ fn run(cli: Cli) -> Result<()> {
             let model = model.load()?;
             let progress = progress_bar(pairs.len() as u64);
             let mut out = BufWriter::new(std::io::stdout().lock());
-            let chunk = if model.on_gpu() { GPU_CHUNK } else { CHUNK };
-            for chunk in pairs.chunks(chunk) {
-                for s in model.score(chunk)? {
+            let size = if model.on_gpu() { GPU_CHUNK } else { CHUNK };
+            for (c, chunk) in pairs.chunks(size).enumerate() {
+                let first_line = c * size + 1;
+                let scores = model
+                    .score(chunk)
+                    .map_err(|e| at_line(e, &source, first_line))?;
+                for s in scores {
                     writeln!(out, "{{\"score\":{}}}", json_f32(s)).map_err(stdout_err)?;
                 }
                 progress.inc(chunk.len() as u64);
@@ -168,11 +184,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rerank {
             model,
             query,
+            input,
             top_k,
         } => {
-            let (docs, _) = read_input(None)?;
+            let (lines, source) = read_input(input.as_deref())?;
+            let docs = xenc::io::parse_documents(lines, &source)?;
             let model = model.load()?;
-            let ranked = model.rerank(&query, &docs, top_k.unwrap_or(docs.len()))?;
+            let ranked = model
+                .rerank(&query, &docs, top_k.unwrap_or(docs.len()))
+                .map_err(|e| at_line(e, &source, 1))?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             for r in ranked {
                 let (index, score) = (r.index, json_f32(r.score));
@@ -258,8 +278,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         || model.tokenizer().encode_pairs(&pairs).map(drop),
         || (),
     )?;
-    let json_note =
-        serde_json::json!({ "includes": "tokenisation only: text to token ids, all cores" });
+    let json_note = serde_json::json!({ "includes": "tokenisation only: text to token ids, on the model's threads (--threads, default all cores)" });
     report("tokenize", pairs.len(), tokens, tok_s, json_note)?;
     let model_s = median_seconds(
         repeats,
@@ -413,6 +432,17 @@ fn progress_bar(len: u64) -> ProgressBar {
 /// The shortest decimal that reads back as the same f32 (`null` if not finite, as JSON has no NaN).
 fn json_f32(x: f32) -> String {
     serde_json::to_string(&x).unwrap_or_else(|_| "null".into())
+}
+
+/// An error about input item i of a call whose items start at line `first_line` of `source`, as an
+/// error naming that line (one pair or document per line); other errors as they are.
+fn at_line(e: Error, source: &str, first_line: usize) -> Error {
+    match e {
+        Error::Item { index, message, .. } => {
+            Error::Input(format!("{source}: line {}: {message}", first_line + index))
+        }
+        other => other,
+    }
 }
 
 fn stdout_err(source: std::io::Error) -> Error {

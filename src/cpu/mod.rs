@@ -7,7 +7,6 @@ mod vmath;
 
 use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
-use crate::error::{Error, Result};
 use crate::profile::{fused_ffn_stage, layer_stage, Laps, Profile};
 use crate::weights::BertWeights;
 use ops::Queries;
@@ -16,30 +15,26 @@ use std::sync::Mutex;
 pub struct CpuBackend {
     cfg: ModelConfig,
     w: BertWeights,
-    /// Set when the caller asked for a thread count; otherwise rayon's global pool is used.
-    pool: Option<rayon::ThreadPool>,
+    /// Set when the caller asked for a thread count (the model's pool, shared with its tokenizer);
+    /// otherwise rayon's global pool is used.
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     /// Stage times when profiling (host clock).
     profile: Mutex<Option<Profile>>,
 }
 
 impl CpuBackend {
-    pub fn new(cfg: ModelConfig, w: BertWeights, threads: Option<usize>) -> Result<Self> {
-        let pool = match threads {
-            None => None,
-            Some(0) => return Err(Error::Option("threads must be at least 1".into())),
-            Some(n) => Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .map_err(|e| Error::Option(format!("cannot start {n} threads: {e}")))?,
-            ),
-        };
-        Ok(CpuBackend {
+    /// `pool`: the threads the forward pass runs on (None: rayon's global pool).
+    pub fn new(
+        cfg: ModelConfig,
+        w: BertWeights,
+        pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    ) -> Self {
+        CpuBackend {
             cfg,
             w,
             pool,
             profile: Mutex::new(None),
-        })
+        }
     }
 
     pub fn threads(&self) -> usize {

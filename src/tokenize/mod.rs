@@ -116,6 +116,44 @@ impl Engine {
     }
 }
 
+/// The `model_max_length` of a checkpoint's tokenizer_config.json (the truncation length transformers
+/// and sentence-transformers apply by default), or None when the file or the field is absent or the
+/// field is not a whole number that fits (transformers writes 1e30 for "no limit").
+pub fn model_max_length(tokenizer_config: &Path) -> Result<Option<usize>> {
+    let text = match std::fs::read_to_string(tokenizer_config) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Tokenizer(format!(
+                "{}: cannot read ({e})",
+                tokenizer_config.display()
+            )))
+        }
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::Tokenizer(format!(
+            "{}: not valid JSON ({e})",
+            tokenizer_config.display()
+        ))
+    })?;
+    Ok(json
+        .get("model_max_length")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok()))
+}
+
+/// The default tokens per pair: tokenizer_config.json's `model_max_length` where the model's positions
+/// cover it (as sentence-transformers' CrossEncoder truncates), else `min(512, max_position_embeddings)`.
+pub fn default_max_length(
+    model_max_length: Option<usize>,
+    max_position_embeddings: usize,
+) -> usize {
+    match model_max_length {
+        Some(n) if (1..=max_position_embeddings).contains(&n) => n,
+        _ => 512.min(max_position_embeddings),
+    }
+}
+
 pub struct PairTokenizer {
     /// Truncation `longest_first` to `max_length`, no padding: encodes whole pairs (HF engine), gives
     /// the vocabulary (both).
@@ -128,6 +166,9 @@ pub struct PairTokenizer {
     /// Why `fast` is None.
     fallback: Option<String>,
     max_length: usize,
+    /// The threads `encode_pairs` (and `rerank`'s helpers) run on: the model's pool when the caller
+    /// asked for a thread count ([`Self::with_pool`]), else rayon's global pool.
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
 
 impl PairTokenizer {
@@ -204,7 +245,26 @@ impl PairTokenizer {
             fast,
             fallback,
             max_length,
+            pool: None,
         })
+    }
+
+    /// Runs parallel encoding on `pool` (None: rayon's global pool).
+    pub fn with_pool(mut self, pool: Option<std::sync::Arc<rayon::ThreadPool>>) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// The pool parallel encoding runs on, when not rayon's global one.
+    pub fn pool(&self) -> Option<&rayon::ThreadPool> {
+        self.pool.as_deref()
+    }
+
+    /// Threads parallel encoding uses.
+    pub fn threads(&self) -> usize {
+        self.pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
     }
 
     pub fn max_length(&self) -> usize {
@@ -261,17 +321,20 @@ impl PairTokenizer {
         Q: AsRef<str> + Sync,
         D: AsRef<str> + Sync,
     {
-        pairs
-            .par_iter()
-            .enumerate()
-            .map(|(i, (q, d))| {
-                self.encode_pair(q.as_ref(), d.as_ref())
-                    .map_err(|e| match e {
-                        Error::Tokenizer(m) => Error::Tokenizer(format!("pair {}: {m}", first + i)),
-                        other => other,
-                    })
-            })
-            .collect()
+        let encode = || {
+            pairs
+                .par_iter()
+                .enumerate()
+                .map(|(i, (q, d))| {
+                    self.encode_pair(q.as_ref(), d.as_ref())
+                        .map_err(|e| e.at_item("pair", first + i))
+                })
+                .collect()
+        };
+        match &self.pool {
+            Some(pool) => pool.install(encode),
+            None => encode(),
+        }
     }
 
     /// Encodes a query or a document alone (no special tokens, no truncation).
@@ -324,5 +387,40 @@ mod tests {
             e.contains("XENC_TOKENIZER=fast") && e.contains("auto, hf or xenc"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn default_max_length_follows_model_max_length_within_the_positions() {
+        use super::default_max_length as d;
+        assert_eq!(d(None, 512), 512);
+        assert_eq!(d(None, 2048), 512);
+        assert_eq!(d(None, 128), 128);
+        assert_eq!(d(Some(128), 512), 128);
+        assert_eq!(d(Some(512), 512), 512);
+        assert_eq!(d(Some(1024), 2048), 1024);
+        assert_eq!(d(Some(1024), 512), 512); // beyond the positions: the positions' limit
+        assert_eq!(d(Some(0), 512), 512);
+    }
+
+    #[test]
+    fn model_max_length_reads_tokenizer_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tokenizer_config.json");
+        let read = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            super::model_max_length(&p)
+        };
+        assert_eq!(read(r#"{"model_max_length": 256}"#).unwrap(), Some(256));
+        // transformers' "no limit" (int(1e30)) and a missing field: none.
+        let huge = r#"{"model_max_length": 1000000000000000019884624838656}"#;
+        assert_eq!(read(huge).unwrap(), None);
+        assert_eq!(read(r#"{"do_lower_case": true}"#).unwrap(), None);
+        let err = read("{not json").unwrap_err().to_string();
+        assert!(
+            err.contains("tokenizer_config.json: not valid JSON"),
+            "{err}"
+        );
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(super::model_max_length(&p).unwrap(), None);
     }
 }

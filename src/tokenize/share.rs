@@ -73,9 +73,10 @@ where
 }
 
 /// `(0..n).map(|i| f(&ctx, i))`, in order, computed by the calling thread together with up to `helpers`
-/// jobs on rayon's pool that join as they start (see the module docs). `helpers == 0` or `n < 2`: on the
-/// calling thread alone.
+/// jobs on `pool` (None: rayon's global pool) that join as they start (see the module docs); a helper's
+/// own helpers go to the pool it runs on. `helpers == 0` or `n < 2`: on the calling thread alone.
 pub(crate) fn map_with_helpers<C, T>(
+    pool: Option<&rayon::ThreadPool>,
     ctx: C,
     n: usize,
     helpers: usize,
@@ -97,7 +98,11 @@ where
         slots: (0..n).map(|_| Mutex::new(None)).collect(),
     });
     let s = shared.clone();
-    rayon::spawn(move || helper(s, helpers - 1));
+    let first = move || helper(s, helpers - 1);
+    match pool {
+        Some(pool) => pool.spawn(first),
+        None => rayon::spawn(first),
+    }
     shared.work();
     // Every item is claimed; wait for those still being computed by helpers (a document at most each).
     let mut spins = 0u32;
@@ -131,7 +136,7 @@ mod tests {
         for n in [0, 1, 2, 3, 50, 1000] {
             for helpers in [0, 1, 2, 15, 64] {
                 let ctx: Vec<u64> = (0..n as u64).map(|i| i * 7 + 1).collect();
-                let got = map_with_helpers(ctx, n, helpers, |c, i| (i, c[i] * 3));
+                let got = map_with_helpers(None, ctx, n, helpers, |c, i| (i, c[i] * 3));
                 let want: Vec<_> = (0..n).map(|i| (i, (i as u64 * 7 + 1) * 3)).collect();
                 assert_eq!(got, want, "n = {n}, helpers = {helpers}");
             }
@@ -141,33 +146,59 @@ mod tests {
     #[test]
     fn helpers_take_items_while_the_calling_thread_is_busy() {
         // The calling thread's items wait (up to 10 s) until an item has run on another thread, so the
-        // test passes only if a helper started and claimed work; results still come back in order.
+        // test passes only if a helper started and claimed work; results still come back in order. With
+        // a pool of its own, every helper item runs on that pool's threads.
         use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
         use std::time::{Duration, Instant};
-        let ctx = (std::thread::current().id(), AtomicBool::new(false));
-        let got = map_with_helpers(ctx, 16, 3, |(caller, helped), i| {
-            if std::thread::current().id() == *caller {
-                let t0 = Instant::now();
-                while !helped.load(Ordering::Acquire) && t0.elapsed() < Duration::from_secs(10) {
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                (i, false)
-            } else {
-                helped.store(true, Ordering::Release);
-                (i, true)
-            }
-        });
-        assert_eq!(
-            got.iter().map(|r| r.0).collect::<Vec<_>>(),
-            (0..16).collect::<Vec<_>>()
+        let own = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap(),
         );
-        assert!(got.iter().any(|r| r.1), "no item ran on a helper");
+        for pool in [None, Some(own)] {
+            let ctx = (
+                std::thread::current().id(),
+                AtomicBool::new(false),
+                pool.clone(),
+            );
+            let got = map_with_helpers(pool.as_deref(), ctx, 16, 3, |(caller, helped, pool), i| {
+                if std::thread::current().id() == *caller {
+                    let t0 = Instant::now();
+                    while !helped.load(Ordering::Acquire) && t0.elapsed() < Duration::from_secs(10)
+                    {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    (i, false, true)
+                } else {
+                    helped.store(true, Ordering::Release);
+                    let in_pool = pool
+                        .as_ref()
+                        .is_none_or(|p| p.current_thread_index().is_some());
+                    (i, true, in_pool)
+                }
+            });
+            let own = pool.is_some();
+            assert_eq!(
+                got.iter().map(|r| r.0).collect::<Vec<_>>(),
+                (0..16).collect::<Vec<_>>()
+            );
+            assert!(
+                got.iter().any(|r| r.1),
+                "no item ran on a helper (own pool: {own})"
+            );
+            assert!(
+                got.iter().all(|r| r.2),
+                "a helper ran outside the model's pool"
+            );
+        }
     }
 
     #[test]
     fn a_panic_in_an_item_reaches_the_caller() {
         let r = std::panic::catch_unwind(|| {
-            map_with_helpers((), 40, 4, |_, i| {
+            map_with_helpers(None, (), 40, 4, |_, i| {
                 assert!(i != 33, "item 33 fails");
                 i
             })
