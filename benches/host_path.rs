@@ -1,7 +1,8 @@
 //! The host steps on the critical path of `CrossEncoder::rerank` and `logits_encoded`, one by one, on
 //! pairs of the seeded `xenc bench` workload: a 1 query x 50 document rerank (~5,400 tokens, one batch)
 //! and 143 pairs (~16k tokens, one full batch of the default budget). Steps: `plan_batches`,
-//! `RaggedBatch::from_pairs`, `validate`, `pack_batch` (the CUDA path's index packing, pure Rust), and
+//! `RaggedBatch::from_pairs`, `check_pair` per pair (what `logits_encoded` checks) against the batch's
+//! `validate`, `pack_batch` (the CUDA path's index packing, pure Rust), and
 //! rerank's tokenisation on the calling thread against rayon on all cores, for 1 to 50 documents (the
 //! measurements behind rerank's choice between the two), also right after ~0.6 ms of idling, as a rerank
 //! after a GPU batch meets the pool (`rerank_tokenize_after_idle`). Needs the test checkpoint
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rayon::prelude::*;
-use xenc::batch::{plan_batches, RaggedBatch};
+use xenc::batch::{check_pair, plan_batches, RaggedBatch};
 use xenc::cuda::plan::{pack_batch, PackedBatch};
 use xenc::tokenize::{PairTokenizer, Piece};
 use xenc::{CrossEncoder, Device, EncodedPair, ModelConfig, DEFAULT_TOKEN_BUDGET};
@@ -71,6 +72,14 @@ fn host_path(c: &mut Criterion) {
             b.iter(|| RaggedBatch::from_pairs(plan[0].iter().map(|&i| &encoded[i])))
         });
         group.bench_function("validate", |b| b.iter(|| batch.validate(&cfg).unwrap()));
+        group.bench_function("check_pairs", |b| {
+            b.iter(|| {
+                encoded
+                    .iter()
+                    .try_for_each(|p| check_pair(p, &cfg))
+                    .unwrap()
+            })
+        });
         group.bench_function("pack_batch", |b| {
             b.iter(|| pack_batch(&batch, heads, &mut packed).unwrap())
         });
@@ -80,8 +89,11 @@ fn host_path(c: &mut Criterion) {
             b.iter(|| {
                 let lengths: Vec<usize> = encoded.iter().map(EncodedPair::len).collect();
                 let plan = plan_batches(&lengths, DEFAULT_TOKEN_BUDGET);
+                plan[0]
+                    .iter()
+                    .try_for_each(|&i| check_pair(&encoded[i], &cfg))
+                    .unwrap();
                 let batch = RaggedBatch::from_pairs(plan[0].iter().map(|&i| &encoded[i]));
-                batch.validate(&cfg).unwrap();
                 pack_batch(&batch, heads, &mut packed).unwrap()
             })
         });
