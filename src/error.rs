@@ -71,4 +71,20 @@ impl Error {
             other => other,
         }
     }
+
+    /// An item error of a call on `items[start..]` as one of a call on `items`.
+    pub(crate) fn item_offset(self, start: usize) -> Error {
+        match self {
+            Error::Item {
+                what,
+                index,
+                message,
+            } => Error::Item {
+                what,
+                index: start + index,
+                message,
+            },
+            other => other,
+        }
+    }
 }

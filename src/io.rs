@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 pub fn read_lines(mut input: impl BufRead, source: &str) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     let mut buf = Vec::new();
+    let mut bom = 0; // bytes of a byte order mark dropped from line 1, for byte offsets in errors
     loop {
         buf.clear();
         let n = input
@@ -26,6 +27,10 @@ pub fn read_lines(mut input: impl BufRead, source: &str) -> Result<Vec<String>> 
         }
         if lines.is_empty() && buf.starts_with(b"\xEF\xBB\xBF") {
             buf.drain(..3);
+            bom = 3;
+            if buf.is_empty() {
+                return Ok(lines); // the input is a byte order mark alone: no lines
+            }
         }
         if buf.last() == Some(&b'\n') {
             buf.pop();
@@ -37,7 +42,7 @@ pub fn read_lines(mut input: impl BufRead, source: &str) -> Result<Vec<String>> 
             Error::Input(format!(
                 "{source}: line {}: invalid UTF-8 (byte {})",
                 lines.len() + 1,
-                e.utf8_error().valid_up_to()
+                e.utf8_error().valid_up_to() + if lines.is_empty() { bom } else { 0 }
             ))
         })?;
         lines.push(line);
@@ -161,6 +166,13 @@ mod tests {
         assert_eq!(
             parse_pairs(&lines[..1], "f").unwrap(),
             vec![("a".into(), "b".into())]
+        );
+        // A mark alone is an empty input; byte offsets still count it.
+        assert!(read_lines(&b"\xEF\xBB\xBF"[..], "f").unwrap().is_empty());
+        let e = read_lines(&b"\xEF\xBB\xBFab\xff\n"[..], "f").unwrap_err();
+        assert!(
+            e.to_string().contains("line 1: invalid UTF-8 (byte 5)"),
+            "{e}"
         );
     }
 

@@ -247,6 +247,12 @@ impl CrossEncoderBuilder {
                 config.max_position_embeddings
             )));
         }
+        if let Some(budget) = self.token_budget.filter(|&b| b > u32::MAX as usize) {
+            return Err(Error::Option(format!(
+                "token budget {budget} exceeds {} (batch offsets are 32-bit)",
+                u32::MAX
+            )));
+        }
         if let Some(budget) = self.token_budget.filter(|&b| b < max_length) {
             return Err(Error::Option(format!(
                 "token budget {budget} is smaller than max_length {max_length}"
@@ -415,7 +421,20 @@ impl CrossEncoder {
         // On the GPU, tokenising (all cores) overlaps the model: chunk c + 1 is tokenised on another
         // thread while chunk c runs. Chunks grow from OVERLAP_FIRST_CHUNK (little to wait for before the
         // GPU starts) to OVERLAP_MAX_CHUNK (batches packed from many lengths).
-        let chunks = overlap_chunks(pairs.len());
+        self.logits_overlapped(pairs, &overlap_chunks(pairs.len()))
+    }
+
+    /// [`Self::logits`] chunk by chunk, each chunk tokenised while the one before runs; `chunks` cover
+    /// `pairs` in order. Errors name the pair's index in `pairs`.
+    fn logits_overlapped<Q, D>(
+        &self,
+        pairs: &[(Q, D)],
+        chunks: &[std::ops::Range<usize>],
+    ) -> Result<Vec<f32>>
+    where
+        Q: AsRef<str> + Sync,
+        D: AsRef<str> + Sync,
+    {
         let mut out = Vec::with_capacity(pairs.len());
         std::thread::scope(|s| -> Result<()> {
             let tokenise = |r: std::ops::Range<usize>| {
@@ -431,7 +450,11 @@ impl CrossEncoder {
                 if let Some(r) = chunks.get(c + 1) {
                     next = Some(tokenise(r.clone()));
                 }
-                out.extend(self.logits_encoded(&encoded)?);
+                let start = chunks[c].start;
+                out.extend(
+                    self.logits_encoded(&encoded)
+                        .map_err(|e| e.item_offset(start))?,
+                );
             }
             Ok(())
         })?;
@@ -439,21 +462,21 @@ impl CrossEncoder {
     }
 
     /// Logits of already-encoded pairs, in input order: batches are planned by length under the token
-    /// budget and the results put back where each pair came from. A pair the model cannot take (see
-    /// [`batch::check_pair`]) is an [`Error::Item`] naming its index in `pairs`.
+    /// budget and the results put back where each pair came from. The first pair the model cannot take
+    /// (see [`batch::check_pair`]) is an [`Error::Item`] naming its index in `pairs`, before anything
+    /// runs.
     pub fn logits_encoded(&self, pairs: &[EncodedPair]) -> Result<Vec<f32>> {
+        // ~20 ns per pair (benches/host_path.rs); a batch of checked pairs is valid by construction.
+        for (index, p) in pairs.iter().enumerate() {
+            batch::check_pair(p, &self.config).map_err(|message| Error::Item {
+                what: "pair",
+                index,
+                message,
+            })?;
+        }
         let lengths: Vec<usize> = pairs.iter().map(EncodedPair::len).collect();
         let plan = batch::plan_batches(&lengths, self.token_budget);
-        // Each batch's pairs are checked as it is built (on the GPU, while the previous batch runs); a
-        // batch of checked pairs is valid by construction.
         let make = |k: usize| -> Result<RaggedBatch> {
-            for &i in &plan[k] {
-                batch::check_pair(&pairs[i], &self.config).map_err(|message| Error::Item {
-                    what: "pair",
-                    index: i,
-                    message,
-                })?;
-            }
             let b = RaggedBatch::from_pairs(plan[k].iter().map(|&i| &pairs[i]));
             debug_assert!(b.validate(&self.config).is_ok());
             Ok(b)
@@ -555,7 +578,7 @@ impl CrossEncoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     fn assert_send_sync<T: Send + Sync>() {}
 
     #[test]
@@ -576,7 +599,7 @@ mod tests {
 
     /// The f32 test checkpoint (`XENC_TEST_MODEL_DIR`, else ~/.cache/xenc/test-model; built by
     /// `bash scripts/fixtures.sh`), if it is there.
-    fn f32_test_model() -> Option<std::path::PathBuf> {
+    pub(crate) fn f32_test_model() -> Option<std::path::PathBuf> {
         let root = std::env::var_os("XENC_TEST_MODEL_DIR")
             .map(std::path::PathBuf::from)
             .or_else(|| {
@@ -633,6 +656,59 @@ mod tests {
         );
         let err = cpu().token_budget(100).build().err().unwrap().to_string();
         assert!(err.contains("token budget 100"), "{err}");
+    }
+
+    /// The chunked path the GPU takes (run here on the CPU) names a pair the model rejects by its index
+    /// in the whole input, as the one-call path does (needs the test checkpoint; skipped without it).
+    #[test]
+    fn chunked_scoring_names_a_bad_pair_by_its_input_index() {
+        let Some(src) = f32_test_model() else {
+            eprintln!("skipped: no test checkpoint");
+            return;
+        };
+        // The tokenizer gains a token (id 30522) that the model's 30,522-row vocabulary lacks.
+        let d = tempfile::tempdir().unwrap();
+        for f in ["config.json", "model.safetensors", "tokenizer_config.json"] {
+            let (from, to) = (src.join(f), d.path().join(f));
+            std::fs::hard_link(&from, &to)
+                .or_else(|_| std::fs::copy(&from, &to).map(drop))
+                .unwrap();
+        }
+        let text = std::fs::read_to_string(src.join("tokenizer.json")).unwrap();
+        let mut tok: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let added = tok["added_tokens"].as_array_mut().unwrap();
+        let mut new = added[0].clone();
+        new["id"] = 30522.into();
+        new["content"] = "[NEW]".into();
+        added.push(new);
+        std::fs::write(d.path().join("tokenizer.json"), tok.to_string()).unwrap();
+        let model = super::CrossEncoder::builder(d.path())
+            .device(super::Device::Cpu)
+            .build()
+            .unwrap();
+        let pairs: Vec<(&str, &str)> = (0..120)
+            .map(|i| ("q", if i == 97 { "a [NEW] b" } else { "a b" }))
+            .collect();
+        let index = |r: crate::Result<Vec<f32>>| match r {
+            Err(crate::Error::Item {
+                what: "pair",
+                index,
+                message,
+            }) => {
+                assert!(message.contains("token id 30522"), "{message}");
+                index
+            }
+            other => panic!("expected an item error, got {other:?}"),
+        };
+        assert_eq!(index(model.logits(&pairs)), 97);
+        assert_eq!(
+            index(model.logits_overlapped(&pairs, &[0..40, 40..80, 80..120])),
+            97
+        );
+        assert_eq!(
+            index(model.logits_overlapped(&pairs, &[0..100, 100..120])),
+            97
+        );
     }
 
     #[test]

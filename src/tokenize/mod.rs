@@ -167,7 +167,8 @@ pub struct PairTokenizer {
     fallback: Option<String>,
     max_length: usize,
     /// The threads `encode_pairs` (and `rerank`'s helpers) run on: the model's pool when the caller
-    /// asked for a thread count ([`Self::with_pool`]), else rayon's global pool.
+    /// asked for a thread count ([`Self::with_pool`]), else the caller's current pool (rayon's global
+    /// one outside any).
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
 
@@ -249,7 +250,8 @@ impl PairTokenizer {
         })
     }
 
-    /// Runs parallel encoding on `pool` (None: rayon's global pool).
+    /// Runs parallel encoding on `pool` (None: the caller's current pool, rayon's global one outside
+    /// any).
     pub fn with_pool(mut self, pool: Option<std::sync::Arc<rayon::ThreadPool>>) -> Self {
         self.pool = pool;
         self
@@ -321,7 +323,9 @@ impl PairTokenizer {
         Q: AsRef<str> + Sync,
         D: AsRef<str> + Sync,
     {
-        let encode = || {
+        // Every pair's result, then the first error in input order (rayon's own collect into a
+        // Result stops at whichever error a thread meets first).
+        let encode = || -> Vec<Result<EncodedPair>> {
             pairs
                 .par_iter()
                 .enumerate()
@@ -331,9 +335,15 @@ impl PairTokenizer {
                 })
                 .collect()
         };
+        self.in_pool(encode).into_iter().collect()
+    }
+
+    /// Runs `f` on the tokenizer's pool (see [`Self::with_pool`]); without one, on the calling thread
+    /// (rayon work inside `f` then goes to the caller's current pool: the global one outside any).
+    pub fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         match &self.pool {
-            Some(pool) => pool.install(encode),
-            None => encode(),
+            Some(pool) => pool.install(f),
+            None => f(),
         }
     }
 
@@ -387,6 +397,25 @@ mod tests {
             e.contains("XENC_TOKENIZER=fast") && e.contains("auto, hf or xenc"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn in_pool_runs_on_the_tokenizers_pool() {
+        let Some(dir) = crate::tests::f32_test_model() else {
+            eprintln!("skipped: no test checkpoint");
+            return;
+        };
+        let tok = super::PairTokenizer::from_file(&dir.join("tokenizer.json"), 64).unwrap();
+        assert_eq!(tok.in_pool(rayon::current_thread_index), None);
+        let pool = std::sync::Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap(),
+        );
+        let tok = tok.with_pool(Some(pool.clone()));
+        assert_eq!(tok.threads(), 1);
+        assert!(tok.in_pool(|| pool.current_thread_index()).is_some());
     }
 
     #[test]

@@ -73,7 +73,7 @@ where
 }
 
 /// `(0..n).map(|i| f(&ctx, i))`, in order, computed by the calling thread together with up to `helpers`
-/// jobs on `pool` (None: rayon's global pool) that join as they start (see the module docs); a helper's
+/// jobs on `pool` (None: the caller's current pool, rayon's global one outside any) that join as they start (see the module docs); a helper's
 /// own helpers go to the pool it runs on. `helpers == 0` or `n < 2`: on the calling thread alone.
 pub(crate) fn map_with_helpers<C, T>(
     pool: Option<&rayon::ThreadPool>,
