@@ -103,14 +103,15 @@ impl CpuBackend {
         let mut proj = vec![0f32; t * h];
         let last = cfg.num_hidden_layers - 1;
         for (l, lw) in w.layers.iter().enumerate() {
-            ops::linear(
+            ops::linear_blocked(
                 &x,
                 &lw.qkv_weight,
-                Some(&lw.qkv_bias),
+                &lw.qkv_bias,
                 &mut qkv,
                 t,
                 h,
                 3 * h,
+                ops::QKV_MAX_BLOCK_ROWS,
             );
             lap(layer_stage(l == last, 0));
             // In the last layer only [CLS] rows reach the head: once K and V exist, the rest of the
