@@ -272,6 +272,14 @@ impl CrossEncoderBuilder {
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
             (tokenizer, weights)
         });
+        // A default max_length from tokenizer_config.json that leaves no room for text is the
+        // checkpoint's problem, not an option the caller gave.
+        let tokenizer = tokenizer.map_err(|e| match e {
+            Error::Option(m) if self.max_length.is_none() => Error::Tokenizer(format!(
+                "tokenizer_config.json: model_max_length: {m}; set max_length explicitly"
+            )),
+            other => other,
+        });
         let (tokenizer, weights) = (tokenizer?.with_pool(pool.clone()), weights?);
         let cuda = |n| CudaBackend::new(&config, &weights, n, cuda_budget).map(Backend::Cuda);
         let backend = match self.device {

@@ -237,6 +237,15 @@ fn default_max_length_is_tokenizer_configs_model_max_length() {
     cfg["model_max_length"] = 1000.into();
     std::fs::write(&path, cfg.to_string()).unwrap();
     assert_eq!(build(None).max_length(), 64);
+    // Too small for any text: the file is named, not an option the caller did not give.
+    cfg["model_max_length"] = 2.into();
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let err = load_err(d.path());
+    assert_contains(
+        &err,
+        &["tokenizer_config.json: model_max_length", "max_length 2"],
+    );
+    assert!(!err.starts_with("invalid option"), "{err}");
 }
 
 #[test]
