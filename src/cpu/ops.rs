@@ -108,20 +108,7 @@ pub fn linear_blocked(
         .for_each(|(ob, xb)| {
             let r = xb.len() / k;
             if r < MIN_GEMM_ROWS {
-                let mut x_pad = vec![0f32; MIN_GEMM_ROWS * k];
-                x_pad[..r * k].copy_from_slice(xb);
-                let mut o_pad = vec![0f32; MIN_GEMM_ROWS * n];
-                linear_with(
-                    &x_pad,
-                    w,
-                    Some(bias),
-                    &mut o_pad,
-                    MIN_GEMM_ROWS,
-                    k,
-                    n,
-                    false,
-                );
-                ob.copy_from_slice(&o_pad[..r * n]);
+                linear(xb, w, Some(bias), ob, r, k, n); // padded there, as for any call
             } else {
                 linear_with(xb, w, Some(bias), ob, r, k, n, false);
             }
