@@ -198,13 +198,18 @@ mod tests {
         assert_eq!(plan_batches(&[700, 3], 512), vec![vec![1], vec![0]]);
     }
 
-    #[test]
-    fn validate_rejects_out_of_range_ids() {
-        let cfg = crate::config::ModelConfig::from_json_str(
+    /// 4 positions, 200 token ids, 2 token types.
+    fn tiny_config() -> ModelConfig {
+        ModelConfig::from_json_str(
             r#"{"model_type":"bert","hidden_size":8,"num_attention_heads":2,"num_hidden_layers":1,
             "intermediate_size":16,"max_position_embeddings":4,"vocab_size":200,"num_labels":1}"#,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn validate_rejects_out_of_range_ids() {
+        let cfg = tiny_config();
         assert!(RaggedBatch::from_pairs(&[pair(4, 2)])
             .validate(&cfg)
             .is_ok());
@@ -235,11 +240,7 @@ mod tests {
 
     #[test]
     fn check_pair_rejects_what_validate_would_and_mismatched_lengths() {
-        let cfg = crate::config::ModelConfig::from_json_str(
-            r#"{"model_type":"bert","hidden_size":8,"num_attention_heads":2,"num_hidden_layers":1,
-            "intermediate_size":16,"max_position_embeddings":4,"vocab_size":200,"num_labels":1}"#,
-        )
-        .unwrap();
+        let cfg = tiny_config();
         let err = |p: &EncodedPair| check_pair(p, &cfg).unwrap_err();
         assert_eq!(check_pair(&pair(4, 2), &cfg), Ok(()));
         assert!(err(&pair(5, 2)).contains("5 tokens"));

@@ -472,16 +472,19 @@ mod tests {
         }
     }
 
+    /// `n` deterministic values in about [-0.72, 0.72], a different sequence per seed `s`.
+    fn values(n: usize, s: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7919 + s) % 1013) as f32 - 506.0) / 700.0)
+            .collect()
+    }
+
     /// The fused feed-forward half gives exactly what its four steps give one after another, whatever the
     /// row count (one block, several, a padded small block) and thread count.
     #[test]
     fn fused_ffn_equals_its_steps() {
         let (h, inter) = (48, 160);
-        let r = |n: usize, s: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| (((i * 7919 + s) % 1013) as f32 - 506.0) / 700.0)
-                .collect()
-        };
+        let r = values;
         let (w1, b1, w2, b2) = (r(inter * h, 2), r(inter, 3), r(h * inter, 4), r(h, 5));
         let (g, be) = (r(h, 6), r(h, 7));
         for threads in [1, 3] {
@@ -519,11 +522,7 @@ mod tests {
     #[test]
     fn blocked_linear_equals_linear() {
         let (k, n) = (384, 96);
-        let r = |len: usize, s: usize| -> Vec<f32> {
-            (0..len)
-                .map(|i| (((i * 7919 + s) % 1013) as f32 - 506.0) / 700.0)
-                .collect()
-        };
+        let r = values;
         let (w, b) = (r(n * k, 1), r(n, 2));
         for threads in [1, 3] {
             let pool = rayon::ThreadPoolBuilder::new()
