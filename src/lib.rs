@@ -470,21 +470,26 @@ impl CrossEncoder {
     }
 
     /// Logits of already-encoded pairs, in input order: batches are planned by length under the token
-    /// budget and the results put back where each pair came from. The first pair the model cannot take
-    /// (see [`batch::check_pair`]) is an [`Error::Item`] naming its index in `pairs`, before anything
-    /// runs.
+    /// budget and the results put back where each pair came from. If a pair cannot be taken by the model
+    /// (see [`batch::check_pair`]), the error is an [`Error::Item`] naming the first such pair in `pairs`.
     pub fn logits_encoded(&self, pairs: &[EncodedPair]) -> Result<Vec<f32>> {
-        // ~20 ns per pair (benches/host_path.rs); a batch of checked pairs is valid by construction.
-        for (index, p) in pairs.iter().enumerate() {
-            batch::check_pair(p, &self.config).map_err(|message| Error::Item {
-                what: "pair",
-                index,
-                message,
-            })?;
-        }
         let lengths: Vec<usize> = pairs.iter().map(EncodedPair::len).collect();
         let plan = batch::plan_batches(&lengths, self.token_budget);
+        // Each batch's pairs are checked as it is built (on the GPU, while the previous batch runs); a
+        // batch of checked pairs is valid by construction. Only when one fails are all pairs scanned, so
+        // the error names the first bad one in input order, not the first in length order.
+        let check = |p: &EncodedPair| batch::check_pair(p, &self.config);
         let make = |k: usize| -> Result<RaggedBatch> {
+            if plan[k].iter().any(|&i| check(&pairs[i]).is_err()) {
+                let (index, message) = (pairs.iter().enumerate())
+                    .find_map(|(i, p)| check(p).err().map(|m| (i, m)))
+                    .expect("a pair of this batch failed the check");
+                return Err(Error::Item {
+                    what: "pair",
+                    index,
+                    message,
+                });
+            }
             let b = RaggedBatch::from_pairs(plan[k].iter().map(|&i| &pairs[i]));
             debug_assert!(b.validate(&self.config).is_ok());
             Ok(b)
