@@ -194,7 +194,7 @@ fn gpu_kernels(c: &mut Criterion) {
         eprintln!("gpu_kernels: skipped: {why}");
         return;
     }
-    let mut gpu = Gpu::new(0).unwrap();
+    let mut gpu = Gpu::new(0, &xenc::CudaOptions::default()).unwrap();
     let mut rng = Rng::new(11);
     let b = batch(&mut rng);
     let (t, n) = (b.num_tokens(), b.num_pairs());

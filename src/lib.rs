@@ -20,6 +20,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod error;
 pub mod io;
+pub mod options;
 pub mod profile;
 pub mod tokenize;
 pub mod weights;
@@ -29,6 +30,10 @@ use std::path::{Path, PathBuf};
 pub use batch::RaggedBatch;
 pub use config::{Activation, ConfiguredActivation, ModelConfig};
 pub use error::{Error, Result};
+pub use options::{
+    AttentionKernel, CudaOptions, FfnIn, GbgWarps, GemmPath, Residual, TokenizerEngine,
+    TokenizerOptions,
+};
 pub use tokenize::EncodedPair;
 
 use cpu::CpuBackend;
@@ -148,6 +153,8 @@ pub struct CrossEncoderBuilder {
     token_budget: Option<usize>,
     threads: Option<usize>,
     profile: bool,
+    cuda: CudaOptions,
+    tokenizer: TokenizerOptions,
 }
 
 impl CrossEncoderBuilder {
@@ -188,6 +195,18 @@ impl CrossEncoderBuilder {
     /// [`CrossEncoder::take_profile`]. Off by default: it adds an event record per stage on the GPU.
     pub fn profile(mut self, on: bool) -> Self {
         self.profile = on;
+        self
+    }
+
+    /// Kernel and GEMM choices on CUDA (default: the GPU-verified set); ignored on the CPU.
+    pub fn cuda_options(mut self, options: CudaOptions) -> Self {
+        self.cuda = options;
+        self
+    }
+
+    /// How pairs are tokenised (default: xenc's WordPiece engine where tokenizer.json fits it).
+    pub fn tokenizer_options(mut self, options: TokenizerOptions) -> Self {
+        self.tokenizer = options;
         self
     }
 
@@ -265,7 +284,9 @@ impl CrossEncoderBuilder {
         // The tokenizer (JSON parsing, ~15 ms) loads on another thread while the weights are mapped and
         // converted; its errors still come first.
         let (tokenizer, weights) = std::thread::scope(|s| {
-            let tokenizer = s.spawn(|| PairTokenizer::from_file(&tokenizer_path, max_length));
+            let engine = self.tokenizer.engine;
+            let tokenizer =
+                s.spawn(move || PairTokenizer::from_file_with(&tokenizer_path, max_length, engine));
             let weights = BertWeights::from_file(&weights_path, &config);
             let tokenizer = tokenizer
                 .join()
@@ -281,7 +302,8 @@ impl CrossEncoderBuilder {
             other => other,
         });
         let (tokenizer, weights) = (tokenizer?.with_pool(pool.clone()), weights?);
-        let cuda = |n| CudaBackend::new(&config, &weights, n, cuda_budget).map(Backend::Cuda);
+        let cuda =
+            |n| CudaBackend::new(&config, &weights, n, cuda_budget, &self.cuda).map(Backend::Cuda);
         let backend = match self.device {
             Device::Cpu => None,
             Device::Cuda(n) => Some(cuda(n)?),
@@ -348,6 +370,8 @@ impl CrossEncoder {
             token_budget: None,
             threads: None,
             profile: false,
+            cuda: CudaOptions::default(),
+            tokenizer: TokenizerOptions::default(),
         }
     }
 

@@ -22,7 +22,7 @@ use xenc::cpu::ops::{self, Queries};
 use xenc::cuda::kernels::*;
 use xenc::cuda::CudaBackend;
 use xenc::weights::BertWeights;
-use xenc::{EncodedPair, ModelConfig};
+use xenc::{CudaOptions, EncodedPair, ModelConfig};
 
 use common::goldens;
 
@@ -45,12 +45,18 @@ fn skip_reason(test: &str) -> Option<String> {
     Some(why)
 }
 
+/// The kernel choices gpu-check asks for through the conventional variables (`XENC_ATTENTION`, ...);
+/// the default set when none is set.
+fn options() -> CudaOptions {
+    CudaOptions::from_lookup(|k| std::env::var(k).ok()).expect("XENC_* kernel options")
+}
+
 fn gpu(test: &str) -> Option<Gpu> {
     if skip_reason(test).is_some() {
         return None;
     }
     Some(
-        Gpu::new(0)
+        Gpu::new(0, &options())
             .unwrap_or_else(|e| panic!("{test}: probe found a GPU but opening it failed: {e}")),
     )
 }
@@ -653,7 +659,7 @@ fn model_matches_float64_goldens() {
         return;
     }
     let (cfg, w) = load("f16");
-    let backend = CudaBackend::new(&cfg, &w, 0, BUDGET).unwrap();
+    let backend = CudaBackend::new(&cfg, &w, 0, BUDGET, &options()).unwrap();
     let gold = goldens();
     let logits = run(&backend, &cfg, &golden_pairs(&gold), BUDGET);
     let worst = |logits: &[f32]| {
@@ -690,6 +696,7 @@ fn model_matches_float64_goldens() {
 
     // Through the public API too.
     let model = xenc::CrossEncoder::builder(common::test_model("f16"))
+        .cuda_options(options())
         .device(xenc::Device::Cuda(0))
         .build();
     match model {
@@ -720,7 +727,7 @@ fn a_batch_scores_like_each_pair_alone() {
         return;
     }
     let (cfg, w) = load("f16");
-    let backend = CudaBackend::new(&cfg, &w, 0, BUDGET).unwrap();
+    let backend = CudaBackend::new(&cfg, &w, 0, BUDGET, &options()).unwrap();
     let gold = goldens();
     // Every third pair: short, long, truncated and edge cases, batched together.
     let pairs: Vec<EncodedPair> = golden_pairs(&gold).into_iter().step_by(3).collect();
@@ -747,7 +754,7 @@ fn same_input_twice_is_bit_identical() {
         return;
     }
     let (cfg, w) = load("f16");
-    let backend = CudaBackend::new(&cfg, &w, 0, BUDGET).unwrap();
+    let backend = CudaBackend::new(&cfg, &w, 0, BUDGET, &options()).unwrap();
     let pairs = golden_pairs(&goldens());
     let first = run(&backend, &cfg, &pairs, BUDGET);
     let second = run(&backend, &cfg, &pairs, BUDGET);
@@ -806,7 +813,7 @@ fn small_random_models_match_the_cpu_backend() {
             classifier_bias: v(1, 0.1),
             stored_dtype: "f16".into(),
         };
-        let gpu = CudaBackend::new(&cfg, &w, 0, 4096).unwrap();
+        let gpu = CudaBackend::new(&cfg, &w, 0, 4096, &options()).unwrap();
         let cpu = xenc::cpu::CpuBackend::new(cfg.clone(), w, None);
         let b = ragged_batch(&mut Rng::new(7), 500);
         let (g, c) = (gpu.forward(&b).unwrap(), cpu.forward(&b));
@@ -827,7 +834,7 @@ fn small_forward_for_sanitizers() {
         return;
     }
     let (cfg, w) = load("f16");
-    let backend = CudaBackend::new(&cfg, &w, 0, 2048).unwrap();
+    let backend = CudaBackend::new(&cfg, &w, 0, 2048, &options()).unwrap();
     let gold = goldens();
     let mut picked: Vec<usize> = (0..gold.len()).step_by(gold.len() / 6).collect();
     let longest = (0..gold.len())
@@ -859,7 +866,7 @@ fn throughput_of_the_backend() {
         return;
     }
     let (cfg, w) = load("f16");
-    let backend = CudaBackend::new(&cfg, &w, 0, BUDGET).unwrap();
+    let backend = CudaBackend::new(&cfg, &w, 0, BUDGET, &options()).unwrap();
     let base = golden_pairs(&goldens());
     let pairs: Vec<EncodedPair> = base.iter().cycle().take(10 * base.len()).cloned().collect();
     let tokens: usize = pairs.iter().map(EncodedPair::len).sum();
@@ -891,7 +898,7 @@ fn many_pairs_keep_their_order_through_the_pipeline() {
         return;
     }
     let (cfg, w) = load("f16");
-    let backend = CudaBackend::new(&cfg, &w, 0, BUDGET).unwrap();
+    let backend = CudaBackend::new(&cfg, &w, 0, BUDGET, &options()).unwrap();
     let gold = goldens();
     let reference = run(&backend, &cfg, &golden_pairs(&gold), BUDGET);
     drop(backend);
@@ -906,6 +913,7 @@ fn many_pairs_keep_their_order_through_the_pipeline() {
         .map(|&g| (gold[g].query.as_str(), gold[g].document.as_str()))
         .collect();
     let model = xenc::CrossEncoder::builder(common::test_model("f16"))
+        .cuda_options(options())
         .device(xenc::Device::Cuda(0))
         .build()
         .unwrap();

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use xenc::{Activation, CrossEncoder, CrossEncoderBuilder, Device, Error, Result};
+use xenc::{
+    Activation, AttentionKernel, CrossEncoder, CrossEncoderBuilder, CudaOptions, Device, Error,
+    FfnIn, GemmPath, Residual, Result, TokenizerEngine, TokenizerOptions,
+};
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +103,61 @@ struct ModelArgs {
     /// Tokens per batch (default 65536 on CUDA, 16384 on the CPU; at least max_length).
     #[arg(long, value_name = "N")]
     token_budget: Option<usize>,
+    /// Tokenizer engine: auto (xenc's WordPiece where tokenizer.json fits it), hf or xenc.
+    #[arg(long, env = "XENC_TOKENIZER", value_name = "ENGINE", value_parser = option::<TokenizerEngine>)]
+    tokenizer: Option<TokenizerEngine>,
+    #[command(flatten)]
+    cuda: CudaArgs,
+}
+
+/// The CUDA backend's kernel choices (A/B candidates for scripts/gpu-check.sh; the defaults are the
+/// kernels that last passed it on a GPU).
+#[derive(Args)]
+struct CudaArgs {
+    /// Attention kernel on CUDA: mma, simt or mma-s4.
+    #[arg(long, env = "XENC_ATTENTION", value_name = "KERNEL", value_parser = option::<AttentionKernel>)]
+    attention: Option<AttentionKernel>,
+    /// The FFN's first half on CUDA: gemm (GEMM, then bias + GELU), fused or fused-w64.
+    #[arg(long, env = "XENC_FFN_IN", value_name = "PATH", value_parser = option::<FfnIn>)]
+    ffn_in: Option<FfnIn>,
+    /// Where the residual is added on CUDA: layernorm or gemm.
+    #[arg(long, env = "XENC_RESIDUAL", value_name = "WHERE", value_parser = option::<Residual>)]
+    residual: Option<Residual>,
+    /// GEMM library on CUDA: lt (cuBLASLt, plans cached) or cublas.
+    #[arg(long, env = "XENC_GEMM", value_name = "PATH", value_parser = option::<GemmPath>)]
+    gemm: Option<GemmPath>,
+    /// The i-th of cuBLASLt's heuristic algorithms per GEMM shape (default 0).
+    #[arg(long, env = "XENC_GEMM_ALGO", value_name = "I", value_parser = gemm_algo)]
+    gemm_algo: Option<usize>,
+}
+
+impl CudaArgs {
+    fn options(&self) -> CudaOptions {
+        let d = CudaOptions::default();
+        let mut o = CudaOptions::default();
+        o.attention = self.attention.unwrap_or(d.attention);
+        o.ffn_in = self.ffn_in.unwrap_or(d.ffn_in);
+        o.residual = self.residual.unwrap_or(d.residual);
+        o.gemm = self.gemm.unwrap_or(d.gemm);
+        o.gemm_algo = self.gemm_algo.unwrap_or(d.gemm_algo);
+        o
+    }
+}
+
+/// A typed option's value, or the library's message naming it and what is accepted. An empty value
+/// (`XENC_ATTENTION=`) is the default, as an unset variable.
+fn option<T: std::str::FromStr<Err = Error> + Default>(s: &str) -> std::result::Result<T, String> {
+    if s.trim().is_empty() {
+        return Ok(T::default());
+    }
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+fn gemm_algo(s: &str) -> std::result::Result<usize, String> {
+    if s.trim().is_empty() {
+        return Ok(0);
+    }
+    xenc::options::parse_gemm_algo(s).map_err(|e| e.to_string())
 }
 
 fn parse_device(s: &str) -> std::result::Result<Device, String> {
@@ -134,7 +192,12 @@ impl ModelArgs {
         if let Some(n) = self.token_budget {
             b = b.token_budget(n);
         }
-        b
+        let mut tokenizer = TokenizerOptions::default();
+        if let Some(engine) = self.tokenizer {
+            tokenizer.engine = engine;
+        }
+        b.tokenizer_options(tokenizer)
+            .cuda_options(self.cuda.options())
     }
 }
 

@@ -14,6 +14,7 @@ use cudarc::driver::{CudaContext, CudaStream};
 use super::gemm::{GemmChoice, GemmPath, Gemms};
 use super::modules::{self, Functions};
 use crate::error::{Error, Result};
+use crate::options::CudaOptions;
 
 /// Ok(device count) if libcuda loads and at least one device answers; otherwise why not. Never panics.
 pub fn probe() -> std::result::Result<usize, String> {
@@ -181,14 +182,16 @@ pub struct Gpu {
     /// plan cache (`gemm::Gemms`; the cache sits behind a mutex, so `Gpu` stays `Send + Sync`).
     pub(crate) gemm: Gemms,
     pub(crate) info: DeviceInfo,
+    /// The kernel choices the launchers and the forward pass follow.
+    pub(crate) options: CudaOptions,
 }
 
 static BANNER: Once = Once::new();
 
 impl Gpu {
-    /// Opens device `ordinal`: presence checks, context, stream, cuBLAS(Lt), kernel modules. The GEMM
-    /// path comes from `XENC_GEMM` / `XENC_GEMM_ALGO` ([`GemmChoice::from_env`]).
-    pub fn new(ordinal: usize) -> Result<Self> {
+    /// Opens device `ordinal`: presence checks, context, stream, cuBLAS(Lt), kernel modules; `options`
+    /// choose the kernels and the GEMM path.
+    pub fn new(ordinal: usize, options: &CudaOptions) -> Result<Self> {
         let count = probe().map_err(Error::Cuda)?;
         if ordinal >= count {
             return Err(Error::Cuda(format!(
@@ -235,7 +238,7 @@ impl Gpu {
                 free >> 20
             )));
         }
-        let choice = GemmChoice::from_env();
+        let choice = GemmChoice::from_options(options);
         let gemm = Gemms::new(&stream, info.arch, choice)?;
         let f = Functions::load(&ctx, info.arch)?;
         BANNER.call_once(|| eprintln!("{}", banner(&info, &f, &choice)));
@@ -247,6 +250,7 @@ impl Gpu {
             blas,
             gemm,
             info,
+            options: *options,
         })
     }
 

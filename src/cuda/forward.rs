@@ -62,8 +62,9 @@ pub(crate) fn enqueue(
     lap(clock, gpu, "embed_layernorm")?;
 
     let last = lay.layers.len() - 1;
-    // XENC_FFN_IN=fused, where the kernel takes the FFN's shape (h % 32 == 0, intermediate % 128 == 0).
-    let ffn_in = match launch::FfnIn::from_env() {
+    // The fused FFN-in kernel where asked for and it takes the FFN's shape (h % 32 == 0, intermediate %
+    // 128 == 0).
+    let ffn_in = match gpu.options.ffn_in {
         fused @ launch::FfnIn::Fused(_)
             if plan::gemm_bias_gelu_launch(1, h, inter, plan::GBG_THREADS).is_ok() =>
         {
@@ -71,7 +72,7 @@ pub(crate) fn enqueue(
         }
         _ => launch::FfnIn::GemmThenGelu,
     };
-    let residual = launch::Residual::from_env();
+    let residual = gpu.options.residual;
     for (l, ls) in lay.layers.iter().enumerate() {
         let qkv = &mut a.qkv.slice_mut(..t * 3 * h);
         launch::linear_bias(

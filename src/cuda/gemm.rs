@@ -41,6 +41,8 @@ use super::context::Gpu;
 use super::launch::gemm_dims;
 use super::plan;
 use crate::error::{Error, Result};
+use crate::options::CudaOptions;
+pub use crate::options::GemmPath;
 
 /// How many algorithms the heuristic is asked for, per shape.
 pub const HEURISTIC_COUNT: usize = 8;
@@ -50,16 +52,6 @@ pub const PLAN_CACHE_CAP: usize = 256;
 /// The alignment cuBLASLt's heuristic assumes unless told otherwise, and the most it asks about.
 const MAX_ALIGN: u32 = 256;
 
-/// Which library runs the GEMMs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GemmPath {
-    /// cuBLASLt for all four GEMMs, plans cached per shape ([`PlanCache`]).
-    Lt,
-    /// The earlier path: cuBLAS `cublasGemmEx` for `linear`, cudarc's `CudaBlasLT::matmul` (a new
-    /// descriptor and heuristic on every call) for `linear_bias`.
-    Cublas,
-}
-
 /// The GEMM path and the heuristic algorithm the cuBLASLt path uses (0 = cuBLASLt's first choice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GemmChoice {
@@ -68,24 +60,12 @@ pub struct GemmChoice {
 }
 
 impl GemmChoice {
-    /// From the values of `XENC_GEMM` (`cublas` picks [`GemmPath::Cublas`]; unset or anything else,
-    /// [`GemmPath::Lt`]) and `XENC_GEMM_ALGO` (a non-negative integer; unset or anything else, 0).
-    pub fn parse(gemm: Option<&str>, algo: Option<&str>) -> Self {
-        let path = match gemm {
-            Some(v) if v.trim().eq_ignore_ascii_case("cublas") => GemmPath::Cublas,
-            _ => GemmPath::Lt,
-        };
-        let algo = algo.and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-        GemmChoice { path, algo }
-    }
-
-    /// `XENC_GEMM` and `XENC_GEMM_ALGO` as they are now (read by `Gpu::new`).
-    pub fn from_env() -> Self {
-        let var = |name| std::env::var(name).ok();
-        GemmChoice::parse(
-            var("XENC_GEMM").as_deref(),
-            var("XENC_GEMM_ALGO").as_deref(),
-        )
+    /// The GEMM part of the CUDA options.
+    pub fn from_options(o: &CudaOptions) -> Self {
+        GemmChoice {
+            path: o.gemm,
+            algo: o.gemm_algo,
+        }
     }
 
     /// For the first-use banner.
@@ -799,29 +779,6 @@ mod tests {
     use super::*;
     use std::cell::Cell;
     use std::rc::Rc;
-
-    #[test]
-    fn xenc_gemm_picks_the_path_and_algorithm() {
-        let p = |g, a| GemmChoice::parse(g, a);
-        let lt0 = GemmChoice {
-            path: GemmPath::Lt,
-            algo: 0,
-        };
-        assert_eq!(p(None, None), lt0);
-        assert_eq!(p(Some("lt"), None), lt0);
-        assert_eq!(p(Some(""), Some("")), lt0);
-        assert_eq!(p(Some("cuBLASLt"), None), lt0);
-        assert_eq!(p(Some("cublas"), None).path, GemmPath::Cublas);
-        assert_eq!(p(Some(" CUBLAS\n"), None).path, GemmPath::Cublas);
-        assert_eq!(p(None, Some("3")).algo, 3);
-        assert_eq!(p(Some("cublas"), Some(" 7 ")).algo, 7);
-        assert_eq!(p(None, Some("-1")).algo, 0);
-        assert_eq!(p(None, Some("two")).algo, 0);
-        assert!(p(None, Some("2")).describe().contains("algorithm 2"));
-        assert!(p(Some("cublas"), None)
-            .describe()
-            .contains("XENC_GEMM=cublas"));
-    }
 
     #[test]
     fn the_wanted_algorithm_or_the_first() {

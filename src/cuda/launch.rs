@@ -11,13 +11,13 @@ use cudarc::driver::{
     CudaFunction, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
 use half::f16;
-use std::sync::OnceLock;
 
 use super::buffers::{addr, DeviceBatch};
 use super::context::Gpu;
 use super::plan::{self, Launch};
 use crate::cpu::ops::Queries;
 use crate::error::{Error, Result};
+pub use crate::options::{AttentionKernel, FfnIn, GbgWarps, Residual};
 
 /// Each kernel's C parameter types, in order, as declared in kernels/*.cu.
 pub const SIGNATURES: &[(&str, &str)] = &[
@@ -193,40 +193,9 @@ pub fn embed_layernorm(
     launch(gpu, &gpu.f.embed_layernorm, K, l, &args)
 }
 
-/// Which kernel computes attention. Both have the same contract and work items; tests/gpu.rs runs both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttentionKernel {
-    /// kernels/attention_varlen.cu: SIMT, two threads per query (the readable reference).
-    Simt,
-    /// kernels/attention_mma.cu: tensor cores (mma.sync m16n8k16), FlashAttention-2 style.
-    Mma,
-    /// The same kernel with a 4-stage K/V cp.async ring instead of 2 (`attention_mma_s4_hd32_f16`), an
-    /// A/B candidate not yet measured on a GPU. head_dim 32 only; other head dims run [`Self::Mma`].
-    MmaS4,
-}
-
-impl AttentionKernel {
-    /// The kernel named by `XENC_ATTENTION`: `simt` picks [`AttentionKernel::Simt`], `mma-s4`
-    /// [`AttentionKernel::MmaS4`]; unset or anything else, [`AttentionKernel::Mma`].
-    pub fn parse(value: Option<&str>) -> Self {
-        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            Some("simt") => AttentionKernel::Simt,
-            Some("mma-s4") => AttentionKernel::MmaS4,
-            _ => AttentionKernel::Mma,
-        }
-    }
-
-    /// What [`attention_varlen`] runs: `XENC_ATTENTION`, read once per process.
-    pub fn from_env() -> Self {
-        static KERNEL: OnceLock<AttentionKernel> = OnceLock::new();
-        let read = || AttentionKernel::parse(std::env::var("XENC_ATTENTION").ok().as_deref());
-        *KERNEL.get_or_init(read)
-    }
-}
-
 /// Ragged attention over the batch: `qkv` `[T, 3H]` (Q | K | V), `ctx` gets `[T, H]` (`All`) or `[n, H]`
 /// (`ClsOnly`, row p = pair p's [CLS] query). head_dim 32 or 64; qkv and ctx 16-byte aligned. Runs the
-/// tensor-core kernel unless `XENC_ATTENTION=simt` ([`AttentionKernel::from_env`]).
+/// kernel the GPU's options name ([`crate::CudaOptions::attention`]).
 pub fn attention_varlen(
     gpu: &Gpu,
     batch: &DeviceBatch,
@@ -236,7 +205,7 @@ pub fn attention_varlen(
     num_heads: usize,
     head_dim: usize,
 ) -> Result<()> {
-    let kernel = AttentionKernel::from_env();
+    let kernel = gpu.options.attention;
     attention_varlen_with(gpu, kernel, batch, qkv, ctx, queries, num_heads, head_dim)
 }
 
@@ -378,33 +347,6 @@ pub fn layernorm(
     launch(gpu, &gpu.f.layernorm, K, l, &args)
 }
 
-/// Where each layer's residual connection is added: `XENC_RESIDUAL=gemm` picks [`Residual::InGemm`] (an
-/// A/B option not yet measured on a GPU); unset or anything else, [`Residual::InLayerNorm`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Residual {
-    /// out-proj / FFN-out GEMM into a scratch buffer, then `add_bias_residual_layernorm` reads it and the
-    /// residual stream (two rows read, one written per LayerNorm).
-    InLayerNorm,
-    /// The GEMM adds bias and product into the residual stream itself ([`linear_bias_add`]: the compute-
-    /// bound GEMM reads one more row), then [`layernorm`] reads one row and writes one.
-    InGemm,
-}
-
-impl Residual {
-    pub fn parse(value: Option<&str>) -> Self {
-        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            Some("gemm") => Residual::InGemm,
-            _ => Residual::InLayerNorm,
-        }
-    }
-
-    /// `XENC_RESIDUAL`, read once per process.
-    pub fn from_env() -> Self {
-        static CHOICE: OnceLock<Residual> = OnceLock::new();
-        *CHOICE.get_or_init(|| Residual::parse(std::env::var("XENC_RESIDUAL").ok().as_deref()))
-    }
-}
-
 /// `dst[p] = src[cu_seqlens[p]]`: each pair's [CLS] row; src `[T, h]`, dst `[n, h]`, not overlapping.
 pub fn gather_rows(
     gpu: &Gpu,
@@ -529,42 +471,6 @@ pub fn linear(
     // SAFETY: the lengths were checked against the GEMM's extents above.
     unsafe { gpu.blas.gemm(cfg, w, x, out) }
         .map_err(|e| Error::Cuda(format!("cuBLAS GEMM {rows}x{k}x{n}: {e}")))
-}
-
-/// How the FFN's first half runs: `XENC_FFN_IN=fused` picks [`FfnIn::Fused`] with [`GbgWarps::W32`],
-/// `fused-w64` with [`GbgWarps::W64`] (kernels/gemm_bias_gelu.cu, A/B options not yet measured on a GPU);
-/// unset or anything else, [`FfnIn::GemmThenGelu`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FfnIn {
-    /// [`linear`] (cuBLASLt) into the FFN buffer, then [`bias_gelu`] over it.
-    GemmThenGelu,
-    /// [`linear_bias_gelu`]: one kernel, the erf GELU in the GEMM's epilogue.
-    Fused(GbgWarps),
-}
-
-/// The warp layout of kernels/gemm_bias_gelu.cu's 128 x 128 block tile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GbgWarps {
-    /// `gemm_bias_gelu_f16`: 8 warps of 64 x 32.
-    W32,
-    /// `gemm_bias_gelu_w64_f16`: 4 warps of 64 x 64 (a third fewer shared-memory reads per mma).
-    W64,
-}
-
-impl FfnIn {
-    pub fn parse(value: Option<&str>) -> Self {
-        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            Some("fused") => FfnIn::Fused(GbgWarps::W32),
-            Some("fused-w64") => FfnIn::Fused(GbgWarps::W64),
-            _ => FfnIn::GemmThenGelu,
-        }
-    }
-
-    /// `XENC_FFN_IN`, read once per process.
-    pub fn from_env() -> Self {
-        static CHOICE: OnceLock<FfnIn> = OnceLock::new();
-        *CHOICE.get_or_init(|| FfnIn::parse(std::env::var("XENC_FFN_IN").ok().as_deref()))
-    }
 }
 
 /// `y[rows, n] = gelu_erf(x[rows, k] · w[n, k]ᵀ + bias[n])` in one kernel (tensor cores, fp32 accumulation,
@@ -697,36 +603,7 @@ fn linear_bias_beta(
 
 #[cfg(test)]
 mod tests {
-    use super::{check_signature, Arg, AttentionKernel, SIGNATURES};
-
-    #[test]
-    fn xenc_attention_picks_the_kernel() {
-        use AttentionKernel::{Mma, MmaS4, Simt};
-        assert_eq!(AttentionKernel::parse(None), Mma);
-        assert_eq!(AttentionKernel::parse(Some("simt")), Simt);
-        assert_eq!(AttentionKernel::parse(Some(" SIMT\n")), Simt);
-        assert_eq!(AttentionKernel::parse(Some("mma")), Mma);
-        assert_eq!(AttentionKernel::parse(Some("")), Mma);
-        assert_eq!(AttentionKernel::parse(Some("MMA-S4 ")), MmaS4);
-    }
-
-    #[test]
-    fn xenc_residual_picks_the_place() {
-        use super::Residual::{InGemm, InLayerNorm};
-        assert_eq!(super::Residual::parse(None), InLayerNorm);
-        assert_eq!(super::Residual::parse(Some(" GEMM")), InGemm);
-        assert_eq!(super::Residual::parse(Some("layernorm")), InLayerNorm);
-    }
-
-    #[test]
-    fn xenc_ffn_in_picks_the_path() {
-        use super::FfnIn::{Fused, GemmThenGelu};
-        use super::GbgWarps::{W32, W64};
-        assert_eq!(super::FfnIn::parse(None), GemmThenGelu);
-        assert_eq!(super::FfnIn::parse(Some(" Fused ")), Fused(W32));
-        assert_eq!(super::FfnIn::parse(Some("fused-W64")), Fused(W64));
-        assert_eq!(super::FfnIn::parse(Some("cublas")), GemmThenGelu);
-    }
+    use super::{check_signature, Arg, SIGNATURES};
 
     #[test]
     fn arguments_out_of_order_are_refused() {

@@ -28,6 +28,7 @@ use std::sync::Mutex;
 use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::options::CudaOptions;
 use crate::profile::Profile;
 use crate::weights::BertWeights;
 use buffers::Activations;
@@ -84,9 +85,10 @@ impl CudaBackend {
         w: &BertWeights,
         ordinal: usize,
         token_budget: usize,
+        options: &CudaOptions,
     ) -> Result<Self> {
         supported(cfg, token_budget)?;
-        let gpu = Gpu::new(ordinal)?;
+        let gpu = Gpu::new(ordinal, options)?;
         let weights = DeviceWeights::upload(&gpu, cfg, w)?;
         let activations = Activations::new(&gpu, cfg, token_budget)?;
         gpu.synchronize()?;
@@ -260,7 +262,7 @@ mod tests {
         }
         let c = cfg(12);
         let w = super::weights::tests_support::tiny(&c);
-        match CudaBackend::new(&c, &w, 0, 1024) {
+        match CudaBackend::new(&c, &w, 0, 1024, &CudaOptions::default()) {
             Err(Error::Cuda(m)) => assert!(m.contains("libcuda") || m.contains("device"), "{m}"),
             Err(e) => panic!("wrong error kind: {e}"),
             Ok(_) => panic!("a backend without a GPU"),

@@ -12,9 +12,9 @@
 //! - `hf-tokenizers`: Hugging Face `tokenizers`, for every other tokenizer.json, and the reference.
 //!
 //! [`PairTokenizer::engine`] says which one runs and [`PairTokenizer::fallback_reason`] why the fast
-//! one was not used. The environment variable `XENC_TOKENIZER` chooses: unset, empty or `auto` (the
-//! fast engine where it fits), `hf` (always Hugging Face `tokenizers`), `xenc` (the fast engine or an
-//! error saying why not).
+//! one was not used. [`Engine`] chooses ([`crate::TokenizerOptions`]; the CLI's `--tokenizer` or
+//! `XENC_TOKENIZER`): `auto` (the fast engine where it fits), `hf` (always Hugging Face `tokenizers`),
+//! `xenc` (the fast engine or an error saying why not).
 
 pub(crate) mod share;
 mod wordpiece;
@@ -82,39 +82,7 @@ impl Piece {
     }
 }
 
-/// Which tokenizer engine [`PairTokenizer::from_file_with`] builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// xenc's WordPiece engine when tokenizer.json fits it, else Hugging Face `tokenizers`.
-    Auto,
-    /// Hugging Face `tokenizers`.
-    Hf,
-    /// xenc's WordPiece engine; an error when tokenizer.json does not fit it.
-    Xenc,
-}
-
-impl Engine {
-    /// The choice made by `XENC_TOKENIZER` (unset: [`Engine::Auto`]).
-    pub fn from_env() -> Result<Self> {
-        match std::env::var("XENC_TOKENIZER") {
-            Err(std::env::VarError::NotPresent) => Ok(Engine::Auto),
-            Ok(v) => Self::parse(&v),
-            Err(e) => Err(Error::Option(format!("XENC_TOKENIZER: {e}"))),
-        }
-    }
-
-    /// A value of `XENC_TOKENIZER`: empty or `auto`, `hf`, `xenc` (any case).
-    pub fn parse(value: &str) -> Result<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "" | "auto" => Ok(Engine::Auto),
-            "hf" => Ok(Engine::Hf),
-            "xenc" => Ok(Engine::Xenc),
-            _ => Err(Error::Option(format!(
-                "XENC_TOKENIZER={value}: expected auto, hf or xenc"
-            ))),
-        }
-    }
-}
+pub use crate::options::TokenizerEngine as Engine;
 
 /// The `model_max_length` of a checkpoint's tokenizer_config.json (the truncation length transformers
 /// and sentence-transformers apply by default), or None when the file or the field is absent or the
@@ -173,9 +141,9 @@ pub struct PairTokenizer {
 }
 
 impl PairTokenizer {
-    /// Loads tokenizer.json with the engine chosen by `XENC_TOKENIZER` (see the module docs).
+    /// Loads tokenizer.json with the [`Engine::Auto`] engine (see the module docs).
     pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
-        Self::from_file_with(path, max_length, Engine::from_env()?)
+        Self::from_file_with(path, max_length, Engine::Auto)
     }
 
     /// Loads tokenizer.json with the given engine choice (the environment is not read).
@@ -204,7 +172,7 @@ impl PairTokenizer {
         }
 
         let (fast, fallback) = match engine {
-            Engine::Hf => (None, Some("XENC_TOKENIZER=hf".to_string())),
+            Engine::Hf => (None, Some("the hf engine was asked for".to_string())),
             Engine::Auto | Engine::Xenc => {
                 let built = serde_json::from_str(&text)
                     .map_err(|e| e.to_string())
@@ -223,7 +191,7 @@ impl PairTokenizer {
                     Ok(wp) => (Some(wp), None),
                     Err(why) if engine == Engine::Xenc => {
                         return Err(Error::Tokenizer(format!(
-                            "{}: XENC_TOKENIZER=xenc, but xenc's WordPiece engine does not support it: {why}",
+                            "{}: the xenc tokenizer engine was asked for, but xenc's WordPiece engine does not support it: {why}",
                             path.display()
                         )))
                     }
@@ -384,21 +352,6 @@ impl PairTokenizer {
 
 #[cfg(test)]
 mod tests {
-    use super::Engine;
-
-    #[test]
-    fn xenc_tokenizer_values() {
-        assert_eq!(Engine::parse("").unwrap(), Engine::Auto);
-        assert_eq!(Engine::parse("auto").unwrap(), Engine::Auto);
-        assert_eq!(Engine::parse(" HF ").unwrap(), Engine::Hf);
-        assert_eq!(Engine::parse("xenc").unwrap(), Engine::Xenc);
-        let e = Engine::parse("fast").unwrap_err().to_string();
-        assert!(
-            e.contains("XENC_TOKENIZER=fast") && e.contains("auto, hf or xenc"),
-            "{e}"
-        );
-    }
-
     #[test]
     fn in_pool_runs_on_the_tokenizers_pool() {
         let Some(dir) = crate::tests::f32_test_model() else {
