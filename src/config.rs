@@ -63,28 +63,28 @@ impl ModelConfig {
 
     pub fn from_json_str(text: &str) -> Result<Self> {
         let v: Value = serde_json::from_str(text)
-            .map_err(|e| Error::Config(format!("not valid JSON: {e}")))?;
+            .map_err(|e| Error::config(format!("not valid JSON: {e}")).with_source(e))?;
         let obj = v
             .as_object()
-            .ok_or_else(|| Error::Config("expected a JSON object at the top level".into()))?;
+            .ok_or_else(|| Error::config("expected a JSON object at the top level"))?;
 
         let model_type = obj.get("model_type").and_then(Value::as_str).unwrap_or("");
         if model_type != "bert" {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "model_type {} is not supported (xenc runs BERT-family cross-encoders: model_type \"bert\")",
                 obj.get("model_type").unwrap_or(&Value::Null)
             )));
         }
         if let Some(act) = obj.get("hidden_act") {
             if act.as_str() != Some("gelu") {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "hidden_act {act} is not supported (xenc implements \"gelu\", the exact erf form)"
                 )));
             }
         }
         if let Some(p) = obj.get("position_embedding_type") {
             if p.as_str() != Some("absolute") {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "position_embedding_type {p} is not supported (only \"absolute\")"
                 )));
             }
@@ -92,10 +92,10 @@ impl ModelConfig {
 
         let size = |field: &'static str, default: Option<usize>| -> Result<usize> {
             match obj.get(field) {
-                None => default.ok_or_else(|| Error::Config(format!("missing field `{field}`"))),
+                None => default.ok_or_else(|| Error::config(format!("missing field `{field}`"))),
                 Some(x) => match x.as_u64() {
                     Some(n) if n > 0 && n <= (1 << 24) => Ok(n as usize),
-                    _ => Err(Error::Config(format!(
+                    _ => Err(Error::config(format!(
                         "field `{field}` is {x}, expected a positive integer"
                     ))),
                 },
@@ -117,7 +117,7 @@ impl ModelConfig {
                 Some(x) => match x.as_f64() {
                     Some(e) if e > 0.0 && e < 1.0 => e as f32,
                     _ => {
-                        return Err(Error::Config(format!(
+                        return Err(Error::config(format!(
                             "field `layer_norm_eps` is {x}, expected a number in (0, 1)"
                         )))
                     }
@@ -127,12 +127,12 @@ impl ModelConfig {
             activation: configured_activation(obj),
         };
         if hidden_size % num_attention_heads != 0 {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}"
             )));
         }
         if cfg.num_labels != 1 {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "the model has {} labels; xenc scores single-label cross-encoders (num_labels 1)",
                 cfg.num_labels
             )));
@@ -148,14 +148,14 @@ fn num_labels(obj: &serde_json::Map<String, Value>) -> Result<usize> {
             .filter(|&n| n > 0)
             .map(|n| n as usize)
             .ok_or_else(|| {
-                Error::Config(format!(
+                Error::config(format!(
                     "field `num_labels` is {x}, expected a positive integer"
                 ))
             });
     }
     match obj.get("id2label") {
         Some(Value::Object(m)) if !m.is_empty() => Ok(m.len()),
-        Some(x) => Err(Error::Config(format!(
+        Some(x) => Err(Error::config(format!(
             "field `id2label` is {x}, expected a non-empty object"
         ))),
         // transformers' PretrainedConfig default.

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use batch::RaggedBatch;
 pub use config::{Activation, ConfiguredActivation, ModelConfig};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use options::{
     AttentionKernel, CudaOptions, FfnIn, GbgWarps, GemmPath, Residual, TokenizerEngine,
     TokenizerOptions,
@@ -212,6 +212,12 @@ impl CrossEncoderBuilder {
 
     pub fn build(self) -> Result<CrossEncoder> {
         let dir = &self.dir;
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::NotADirectory {
+                path: dir.clone(),
+                what: "config.json, model.safetensors and tokenizer.json",
+            });
+        }
         if !dir.is_dir() {
             return Err(Error::MissingFile {
                 path: dir.clone(),
@@ -248,7 +254,7 @@ impl CrossEncoderBuilder {
             (Some(a), _) => a,
             (None, ConfiguredActivation::Known(a)) => *a,
             (None, ConfiguredActivation::Unsupported { field, value }) => {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "{field} is {value}; xenc applies Identity or Sigmoid: choose one explicitly"
                 )))
             }
@@ -296,7 +302,7 @@ impl CrossEncoderBuilder {
         // A default max_length from tokenizer_config.json that leaves no room for text is the
         // checkpoint's problem, not an option the caller gave.
         let tokenizer = tokenizer.map_err(|e| match e {
-            Error::Option(m) if self.max_length.is_none() => Error::Tokenizer(format!(
+            Error::Option(m) if self.max_length.is_none() => Error::tokenizer(format!(
                 "tokenizer_config.json: model_max_length: {m}; set max_length explicitly"
             )),
             other => other,

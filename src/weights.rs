@@ -84,9 +84,10 @@ impl BertWeights {
 
     pub fn from_bytes(bytes: &[u8], cfg: &ModelConfig) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| {
-            Error::Weights(format!(
+            Error::weights(format!(
                 "cannot parse the file ({e}); it may be truncated or not a safetensors file"
             ))
+            .with_source(e)
         })?;
         let r = Reader::new(&st)?;
         let (h, i, l) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_labels);
@@ -155,7 +156,7 @@ impl<'a> Reader<'a> {
                 return Ok(Reader { st, prefix });
             }
         }
-        Err(Error::Weights(format!(
+        Err(Error::weights(format!(
             "tensor `bert.{PROBE}` (or `{PROBE}`) is missing; is this a BERT checkpoint?"
         )))
     }
@@ -168,7 +169,7 @@ impl<'a> Reader<'a> {
         let view = self
             .st
             .tensor(name)
-            .map_err(|_| Error::Weights(format!("tensor `{name}` is missing")))?;
+            .map_err(|_| Error::weights(format!("tensor `{name}` is missing")))?;
         if view.shape() != shape {
             return Err(Error::TensorShape {
                 name: name.to_string(),
@@ -213,7 +214,7 @@ fn to_f32(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
             .map(|b| bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
             .collect(),
         other => {
-            return Err(Error::Weights(format!(
+            return Err(Error::weights(format!(
                 "tensor `{name}` has dtype {other:?}; xenc reads F32, F16 and BF16"
             )))
         }

@@ -151,7 +151,7 @@ impl DeviceBatch {
         let layout =
             plan::pack_batch(batch, self.num_heads, &mut self.packed).map_err(Error::Input)?;
         if layout.total > self.buf.len() || layout.tokens > self.capacity.tokens {
-            return Err(Error::Cuda(format!(
+            return Err(Error::cuda(format!(
                 "batch of {} tokens does not fit the index buffer sized for {}",
                 layout.tokens, self.capacity.tokens
             )));
@@ -184,7 +184,7 @@ impl DeviceBatch {
 
     pub(crate) fn layout(&self, kernel: &str) -> Result<IndexLayout> {
         self.layout
-            .ok_or_else(|| Error::Cuda(format!("{kernel}: no batch has been uploaded")))
+            .ok_or_else(|| Error::cuda(format!("{kernel}: no batch has been uploaded")))
     }
 
     pub fn tokens(&self) -> usize {

@@ -164,8 +164,10 @@ fn banner(info: &DeviceInfo, functions: &Functions, gemm: &GemmChoice) -> String
 }
 
 /// Maps a cudarc error to `Error::Cuda` with what was being done.
-pub(crate) fn cuda_err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Error + '_ {
-    move |e| Error::Cuda(format!("{what}: {e}"))
+pub(crate) fn cuda_err<E: std::error::Error + Send + Sync + 'static>(
+    what: &str,
+) -> impl FnOnce(E) -> Error + '_ {
+    move |e| Error::cuda(format!("{what}: {e}")).with_source(e)
 }
 
 /// One device with its streams, kernels, cuBLAS handle and GEMM state: what every launcher takes.
@@ -192,13 +194,13 @@ impl Gpu {
     /// Opens device `ordinal`: presence checks, context, stream, cuBLAS(Lt), kernel modules; `options`
     /// choose the kernels and the GEMM path.
     pub fn new(ordinal: usize, options: &CudaOptions) -> Result<Self> {
-        let count = probe().map_err(Error::Cuda)?;
+        let count = probe().map_err(Error::cuda)?;
         if ordinal >= count {
-            return Err(Error::Cuda(format!(
+            return Err(Error::cuda(format!(
                 "device cuda:{ordinal} does not exist ({count} device(s) found)"
             )));
         }
-        require_blas().map_err(Error::Cuda)?;
+        require_blas().map_err(Error::cuda)?;
         let ctx = CudaContext::new(ordinal).map_err(cuda_err("creating the context"))?;
         // SAFETY: xenc orders its two streams itself with events (uploads on the copy stream, everything
         // else on the compute stream), so cudarc's automatic cross-stream events are not needed.
@@ -227,12 +229,12 @@ impl Gpu {
             .new_stream()
             .map_err(cuda_err("creating the copy stream"))?;
         let blas = CudaBlas::new(stream.clone())
-            .map_err(|e| Error::Cuda(format!("cuBLAS handle: {e}")))?;
+            .map_err(|e| Error::cuda(format!("cuBLAS handle: {e}")).with_source(e))?;
         // A cuBLASLt workspace is up to 32 MiB (and cudarc's CudaBlasLT::new panics if it cannot get
         // its own): say so plainly when the device is that full.
         let (free, _) = ctx.mem_get_info().map_err(cuda_err("free memory"))?;
         if free < 64 << 20 {
-            return Err(Error::Cuda(format!(
+            return Err(Error::cuda(format!(
                 "{}: only {} MiB free",
                 info.describe(),
                 free >> 20

@@ -179,7 +179,7 @@ fn pick(count: usize, want: usize, fallback: bool) -> Option<(usize, bool)> {
 fn check(status: cublasStatus_t, gemm: &str, call: &str) -> Result<()> {
     match status {
         cublasStatus_t::CUBLAS_STATUS_SUCCESS => Ok(()),
-        s => Err(Error::Cuda(format!("{gemm}: {call}: {s:?}"))),
+        s => Err(Error::cuda(format!("{gemm}: {call}: {s:?}"))),
     }
 }
 
@@ -407,7 +407,7 @@ impl Plan {
             .copied()
             .collect();
         if algos.is_empty() {
-            return Err(Error::Cuda(format!(
+            return Err(Error::cuda(format!(
                 "{gemm}: cublasLtMatmulAlgoGetHeuristic found no algorithm (alignment {} bytes, \
                  workspace {workspace} bytes, split-K reduction in fp32 only)",
                 key.align
@@ -462,7 +462,7 @@ impl LtGemm {
         };
         let workspace = stream
             .alloc_zeros::<u8>(workspace_bytes(arch))
-            .map_err(|e| Error::Cuda(format!("cuBLASLt workspace: {e}")))?;
+            .map_err(|e| Error::cuda(format!("cuBLASLt workspace: {e}")).with_source(e))?;
         Ok(LtGemm {
             inner: Mutex::new(inner),
             workspace,
@@ -515,15 +515,15 @@ impl Gemms {
             .stream
             .context()
             .mem_get_info()
-            .map_err(|e| Error::Cuda(format!("free memory: {e}")))?;
+            .map_err(|e| Error::cuda(format!("free memory: {e}")).with_source(e))?;
         if free < 64 << 20 {
-            return Err(Error::Cuda(format!(
+            return Err(Error::cuda(format!(
                 "cuBLASLt handle: only {} MiB free",
                 free >> 20
             )));
         }
         let b = CudaBlasLT::new(self.stream.clone())
-            .map_err(|e| Error::Cuda(format!("cuBLASLt handle: {e}")))?;
+            .map_err(|e| Error::cuda(format!("cuBLASLt handle: {e}")).with_source(e))?;
         Ok(self.cudarc_lt.get_or_init(|| b))
     }
 }
@@ -625,7 +625,7 @@ fn with_plan<R>(
     let gemm = &gemm_name(bias.is_some(), rows, k, n);
     gemm_dims(gemm, x.len(), w.len(), out.len(), rows, k, n)?;
     if let Some(b) = bias {
-        plan::check_len("bias", b.len(), n).map_err(|m| Error::Cuda(format!("{gemm}: {m}")))?;
+        plan::check_len("bias", b.len(), n).map_err(|m| Error::cuda(format!("{gemm}: {m}")))?;
     }
     if rows == 0 {
         return Ok(None);
@@ -690,7 +690,7 @@ pub(crate) fn matmul(
             Algo::Exact(i) => (i, false),
         };
         let Some((i, fell_back)) = pick(count, want, fallback) else {
-            return Err(Error::Cuda(format!(
+            return Err(Error::cuda(format!(
                 "{gemm}: algorithm {want} asked for, the heuristic offers {count}"
             )));
         };
@@ -910,7 +910,7 @@ mod tests {
         c.get_or_try_insert(key(1), || Ok(1)).unwrap();
         c.get_or_try_insert(key(2), || Ok(2)).unwrap();
         let e = c
-            .get_or_try_insert(key(3), || Err(Error::Cuda("no algorithm".into())))
+            .get_or_try_insert(key(3), || Err(Error::cuda("no algorithm")))
             .err()
             .unwrap();
         assert!(e.to_string().contains("no algorithm"));

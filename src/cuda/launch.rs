@@ -57,7 +57,7 @@ impl Arg {
 }
 
 fn fail(kernel: &str, msg: impl std::fmt::Display) -> Error {
-    Error::Cuda(format!("{kernel}: {msg}"))
+    Error::cuda(format!("{kernel}: {msg}"))
 }
 
 /// Converts a plan-level check into the kernel's error.
@@ -423,14 +423,14 @@ pub(crate) fn gemm_dims(
     k: usize,
     n: usize,
 ) -> Result<(i32, i32, i32)> {
-    let e = |m: String| Error::Cuda(format!("{what}: {m}"));
+    let e = |m: String| Error::cuda(format!("{what}: {m}"));
     plan::check_len("x", x, rows * k)
         .and(plan::check_len("w", w, n * k))
         .and(plan::check_len("out", out, rows * n))
         .map_err(e)?;
     let fit = |v: usize| {
         i32::try_from(v)
-            .map_err(|_| Error::Cuda(format!("{what}: dimension {v} does not fit an int")))
+            .map_err(|_| Error::cuda(format!("{what}: dimension {v} does not fit an int")))
     };
     Ok((fit(rows)?, fit(k)?, fit(n)?))
 }
@@ -470,7 +470,7 @@ pub fn linear(
     };
     // SAFETY: the lengths were checked against the GEMM's extents above.
     unsafe { gpu.blas.gemm(cfg, w, x, out) }
-        .map_err(|e| Error::Cuda(format!("cuBLAS GEMM {rows}x{k}x{n}: {e}")))
+        .map_err(|e| Error::cuda(format!("cuBLAS GEMM {rows}x{k}x{n}: {e}")).with_source(e))
 }
 
 /// `y[rows, n] = gelu_erf(x[rows, k] · w[n, k]ᵀ + bias[n])` in one kernel (tensor cores, fp32 accumulation,
@@ -598,7 +598,7 @@ fn linear_bias_beta(
             .cudarc_lt()?
             .matmul(cfg, w, x, out, Some(bias), None)
     }
-    .map_err(|e| Error::Cuda(format!("cuBLASLt GEMM+bias {rows}x{k}x{n}: {e}")))
+    .map_err(|e| Error::cuda(format!("cuBLASLt GEMM+bias {rows}x{k}x{n}: {e}")).with_source(e))
 }
 
 #[cfg(test)]

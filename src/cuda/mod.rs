@@ -79,7 +79,7 @@ struct State {
 }
 
 impl CudaBackend {
-    /// Checks for libcuda/cuBLAS/device before any driver call; Err(Error::Cuda(..)) if unusable.
+    /// Checks for libcuda/cuBLAS/device before any driver call; Err(Error::cuda(..)) if unusable.
     pub fn new(
         cfg: &ModelConfig,
         w: &BertWeights,
@@ -184,7 +184,7 @@ impl CudaBackend {
             .gpu
             .ctx
             .mem_get_info()
-            .map_err(|e| Error::Cuda(format!("device memory info: {e}")))?;
+            .map_err(|e| Error::cuda(format!("device memory info: {e}")).with_source(e))?;
         Ok(total.saturating_sub(free))
     }
 
@@ -196,7 +196,7 @@ impl CudaBackend {
 
 /// What the kernels can run, checked before touching the GPU.
 fn supported(cfg: &ModelConfig, token_budget: usize) -> Result<()> {
-    let e = |m: String| Err(Error::Cuda(format!("{m}; use the CPU backend")));
+    let e = |m: String| Err(Error::cuda(format!("{m}; use the CPU backend")));
     if !plan::ATTN_HEAD_DIMS.contains(&cfg.head_dim()) {
         return e(format!(
             "head_dim {} has no attention kernel (supported: 32, 64)",
@@ -263,7 +263,9 @@ mod tests {
         let c = cfg(12);
         let w = super::weights::tests_support::tiny(&c);
         match CudaBackend::new(&c, &w, 0, 1024, &CudaOptions::default()) {
-            Err(Error::Cuda(m)) => assert!(m.contains("libcuda") || m.contains("device"), "{m}"),
+            Err(Error::Cuda { message: m, .. }) => {
+                assert!(m.contains("libcuda") || m.contains("device"), "{m}")
+            }
             Err(e) => panic!("wrong error kind: {e}"),
             Ok(_) => panic!("a backend without a GPU"),
         }

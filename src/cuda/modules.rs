@@ -52,7 +52,7 @@ pub(crate) fn file(name: &str) -> Result<&'static KernelFile> {
     KERNEL_FILES
         .iter()
         .find(|f| f.name == name)
-        .ok_or_else(|| Error::Cuda(format!("kernel module {name}: not built into this binary")))
+        .ok_or_else(|| Error::cuda(format!("kernel module {name}: not built into this binary")))
 }
 
 /// The image to try for a device of compute capability `arch` (10·major + minor): the cubin of the
@@ -88,13 +88,13 @@ pub(crate) fn load(
     }
     let cubin = nvrtc_cubin(f, arch).map_err(|e| {
         tried.push(format!("NVRTC: {e}"));
-        Error::Cuda(format!(
+        Error::cuda(format!(
             "kernel module {name} cannot be loaded on sm_{arch}: {}",
             tried.join("; ")
         ))
     })?;
     let m = ctx.load_module(Ptx::from_binary(cubin)).map_err(|e| {
-        Error::Cuda(format!(
+        Error::cuda(format!(
             "kernel module {name}: loading the NVRTC cubin for sm_{arch}: {e}"
         ))
     })?;
@@ -145,8 +145,9 @@ impl Functions {
             Ok(m)
         };
         let get = |m: &Arc<CudaModule>, module: &str, f: &str| {
-            m.load_function(f)
-                .map_err(|e| Error::Cuda(format!("kernel module {module}: function {f}: {e}")))
+            m.load_function(f).map_err(|e| {
+                Error::cuda(format!("kernel module {module}: function {f}: {e}")).with_source(e)
+            })
         };
         let (embed, attn, attn_mma, gemm_gelu, gelu, ln, gather, pooler) = (
             module("embed_layernorm")?,

@@ -78,7 +78,7 @@ pub fn fp16_image(w: &BertWeights, layout: &WeightLayout) -> Result<Vec<f16>> {
     let entries = layout.entries();
     let tensors = named_tensors(w);
     if entries.len() != tensors.len() {
-        return Err(Error::Weights(format!(
+        return Err(Error::weights(format!(
             "{} tensors, but the config describes {} (num_hidden_layers mismatch?)",
             tensors.len(),
             entries.len()
@@ -86,7 +86,7 @@ pub fn fp16_image(w: &BertWeights, layout: &WeightLayout) -> Result<Vec<f16>> {
     }
     for ((name, span), (tname, data)) in entries.iter().zip(&tensors) {
         if name != tname || span.len != data.len() {
-            return Err(Error::Weights(format!(
+            return Err(Error::weights(format!(
                 "tensor `{tname}` has {} values, the GPU layout expects `{name}` with {}",
                 data.len(),
                 span.len

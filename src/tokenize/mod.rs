@@ -92,17 +92,19 @@ pub fn model_max_length(tokenizer_config: &Path) -> Result<Option<usize>> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(Error::Tokenizer(format!(
+            return Err(Error::tokenizer(format!(
                 "{}: cannot read ({e})",
                 tokenizer_config.display()
-            )))
+            ))
+            .with_source(e))
         }
     };
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Error::Tokenizer(format!(
+        Error::tokenizer(format!(
             "{}: not valid JSON ({e})",
             tokenizer_config.display()
         ))
+        .with_source(e)
     })?;
     Ok(json
         .get("model_max_length")
@@ -148,11 +150,12 @@ impl PairTokenizer {
 
     /// Loads tokenizer.json with the given engine choice (the environment is not read).
     pub fn from_file_with(path: &Path, max_length: usize, engine: Engine) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Tokenizer(format!("{}: cannot load ({e})", path.display())))?;
-        let mut pairs: Tokenizer = text
-            .parse()
-            .map_err(|e| Error::Tokenizer(format!("{}: cannot load ({e})", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::tokenizer(format!("{}: cannot load ({e})", path.display())).with_source(e)
+        })?;
+        let mut pairs: Tokenizer = text.parse().map_err(|e| {
+            Error::tokenizer(format!("{}: cannot load ({e})", path.display())).with_source(e)
+        })?;
         pairs.with_padding(None);
         pairs
             .with_truncation(Some(TruncationParams {
@@ -161,7 +164,7 @@ impl PairTokenizer {
                 stride: 0,
                 direction: TruncationDirection::Right,
             }))
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            .map_err(|e| Error::tokenizer(e.to_string()).with_source(e))?;
         let added = pairs
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(true));
@@ -190,7 +193,7 @@ impl PairTokenizer {
                 match built {
                     Ok(wp) => (Some(wp), None),
                     Err(why) if engine == Engine::Xenc => {
-                        return Err(Error::Tokenizer(format!(
+                        return Err(Error::tokenizer(format!(
                             "{}: the xenc tokenizer engine was asked for, but xenc's WordPiece engine does not support it: {why}",
                             path.display()
                         )))
@@ -205,7 +208,7 @@ impl PairTokenizer {
             let mut pieces = pairs.clone();
             pieces
                 .with_truncation(None)
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                .map_err(|e| Error::tokenizer(e.to_string()).with_source(e))?;
             Some(pieces)
         };
         Ok(PairTokenizer {
@@ -268,7 +271,7 @@ impl PairTokenizer {
         self.pairs
             .encode_fast((query, document), true)
             .map(EncodedPair::from_encoding)
-            .map_err(|e| Error::Tokenizer(e.to_string()))
+            .map_err(|e| Error::tokenizer(e.to_string()).with_source(e))
     }
 
     /// Encodes many pairs in parallel, in input order; an error names the pair's index.
@@ -325,7 +328,7 @@ impl PairTokenizer {
             .expect("the HF engine keeps a pieces tokenizer")
             .encode_fast(text, false)
             .map(|e| Piece(PieceRepr::Hf(Box::new(e))))
-            .map_err(|e| Error::Tokenizer(e.to_string()))
+            .map_err(|e| Error::tokenizer(e.to_string()).with_source(e))
     }
 
     /// Joins two pieces into a pair: the same truncation and template as [`Self::encode_pair`] applied to
@@ -335,8 +338,8 @@ impl PairTokenizer {
             return Ok(wp.join(query.ids(), document.ids(), self.max_length));
         }
         let (PieceRepr::Hf(q), PieceRepr::Hf(d)) = (&query.0, &document.0) else {
-            return Err(Error::Tokenizer(
-                "join: pieces encoded by another tokenizer engine".into(),
+            return Err(Error::tokenizer(
+                "join: pieces encoded by another tokenizer engine",
             ));
         };
         let mut doc = Encoding::clone(d);
@@ -346,7 +349,7 @@ impl PairTokenizer {
         self.pairs
             .post_process(Encoding::clone(q), Some(doc), true)
             .map(EncodedPair::from_encoding)
-            .map_err(|e| Error::Tokenizer(e.to_string()))
+            .map_err(|e| Error::tokenizer(e.to_string()).with_source(e))
     }
 }
 
