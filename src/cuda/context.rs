@@ -1,6 +1,6 @@
 //! Finding CUDA. Every library is checked with cudarc's presence test before its first call (cudarc
 //! panics on a missing library; xenc returns an error), then the device is opened, and on first use the
-//! process prints once to stderr what it loaded: driver, device, cuBLAS and the files they came from, and
+//! process logs once (`log::info!`) what it loaded: driver, device, cuBLAS and the files they came from, and
 //! which GEMM path runs (`XENC_GEMM`, see `gemm`).
 
 use std::ffi::{c_void, CStr};
@@ -147,7 +147,7 @@ fn banner(info: &DeviceInfo, functions: &Functions, gemm: &GemmChoice) -> String
     how.sort();
     how.dedup();
     format!(
-        "xenc: CUDA driver {}.{} from {}, {} (sm_{}, {} SMs), cuBLAS {major}.{minor}.{patch} from {}, \
+        "CUDA driver {}.{} from {}, {} (sm_{}, {} SMs), cuBLAS {major}.{minor}.{patch} from {}, \
          cuBLASLt from {}, kernels {} loaded as {}, GEMMs on {}",
         driver / 1000,
         (driver % 1000) / 10,
@@ -243,7 +243,7 @@ impl Gpu {
         let choice = GemmChoice::from_options(options);
         let gemm = Gemms::new(&stream, info.arch, choice)?;
         let f = Functions::load(&ctx, info.arch)?;
-        BANNER.call_once(|| eprintln!("{}", banner(&info, &f, &choice)));
+        BANNER.call_once(|| log::info!("{}", banner(&info, &f, &choice)));
         Ok(Gpu {
             ctx,
             stream,

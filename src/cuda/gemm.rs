@@ -695,8 +695,8 @@ pub(crate) fn matmul(
             )));
         };
         if fell_back && !FELL_BACK.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "xenc: XENC_GEMM_ALGO={want}, but cuBLASLt offers {count} algorithm(s) for {gemm}: \
+            log::warn!(
+                "gemm-algo {want} asked for (XENC_GEMM_ALGO), but cuBLASLt offers {count} algorithm(s) for {gemm}: \
                  using its first there (said once)"
             );
         }

@@ -1,5 +1,7 @@
 //! The xenc command line: `score` JSON Lines of pairs, `rerank` documents for one query.
 
+mod input;
+
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -206,7 +208,29 @@ impl ModelArgs {
 const CHUNK: usize = 1024;
 const GPU_CHUNK: usize = 32 * 1024;
 
+/// Prints the library's log records on stderr as `xenc: ...` (the once-per-process reason
+/// `--device auto` runs on the CPU, the first GPU call's banner): info and above from xenc itself.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Info && m.target().starts_with("xenc")
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("xenc: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
+    static LOGGER: StderrLog = StderrLog;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`xenc score ... | head`): stop quietly, as Unix filters do.
@@ -226,7 +250,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Score { model, input } => {
             let (lines, source) = read_input(input.as_deref())?;
-            let pairs = xenc::io::parse_pairs(&lines, &source)?;
+            let pairs = input::parse_pairs(&lines, &source)?;
             let model = model.load()?;
             let progress = progress_bar(pairs.len() as u64);
             let mut out = BufWriter::new(std::io::stdout().lock());
@@ -251,7 +275,7 @@ fn run(cli: Cli) -> Result<()> {
             top_k,
         } => {
             let (lines, source) = read_input(input.as_deref())?;
-            let docs = xenc::io::parse_documents(lines, &source)?;
+            let docs = input::parse_documents(lines, &source)?;
             let model = model.load()?;
             let ranked = model
                 .rerank(&query, &docs, top_k.unwrap_or(docs.len()))
@@ -278,7 +302,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     let pairs = match &args.input {
         Some(path) => {
             let (lines, source) = read_input(Some(path))?;
-            xenc::io::parse_pairs(&lines, &source)?
+            input::parse_pairs(&lines, &source)?
         }
         None => {
             xenc::bench::generate_with(model.tokenizer(), args.generate.unwrap_or(2000), args.seed)
@@ -470,10 +494,10 @@ fn read_input(path: Option<&Path>) -> Result<(Vec<String>, String)> {
                 source,
             })?;
             let name = p.display().to_string();
-            Ok((xenc::io::read_lines(BufReader::new(f), &name)?, name))
+            Ok((input::read_lines(BufReader::new(f), &name)?, name))
         }
         None => Ok((
-            xenc::io::read_lines(std::io::stdin().lock(), "stdin")?,
+            input::read_lines(std::io::stdin().lock(), "stdin")?,
             "stdin".into(),
         )),
     }

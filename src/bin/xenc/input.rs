@@ -6,7 +6,7 @@ use std::io::BufRead;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use xenc::{Error, Result};
 
 /// Reads input lines as bytes, so invalid UTF-8 is reported with its line number. A final newline
 /// does not start a line; `\r\n` endings are accepted; a leading byte order mark is dropped.
