@@ -9,10 +9,9 @@ use crate::cpu::CpuBackend;
 use crate::cuda::{self, CudaBackend};
 use crate::engine::{Backend, Engine, DEFAULT_CUDA_TOKEN_BUDGET, DEFAULT_TOKEN_BUDGET};
 use crate::error::{Error, Result};
-use crate::options::{CudaOptions, TokenizerOptions};
+use crate::options::{CudaOptions, Device, TokenizerOptions};
 use crate::tokenize::{self, PairTokenizer};
 use crate::weights::BertWeights;
-use crate::{CrossEncoder, Device};
 
 /// Options for loading a checkpoint; see [`CrossEncoder::builder`].
 #[derive(Debug, Clone)]
@@ -95,7 +94,8 @@ impl CrossEncoderBuilder {
         self
     }
 
-    pub fn build(self) -> Result<CrossEncoder> {
+    /// Loads the checkpoint: the engine and the activation its scores get ([`Self::build`] wraps them).
+    pub(crate) fn load(self) -> Result<(Engine, Activation)> {
         let dir = &self.dir;
         if dir.exists() && !dir.is_dir() {
             return Err(Error::NotADirectory {
@@ -219,6 +219,6 @@ impl CrossEncoderBuilder {
         };
         let engine = Engine::new(config, tokenizer, backend, token_budget);
         engine.set_profiling(self.profile);
-        Ok(CrossEncoder { engine, activation })
+        Ok((engine, activation))
     }
 }

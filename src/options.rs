@@ -1,4 +1,4 @@
-//! Typed options: which kernels and GEMM path the CUDA backend runs, which tokenizer engine encodes.
+//! Typed options: where the model runs ([`Device`]), which kernels and GEMM path the CUDA backend runs, which tokenizer engine encodes.
 //!
 //! The library never reads the environment for these. A caller sets them on the builder
 //! ([`crate::CrossEncoderBuilder::cuda_options`], [`crate::CrossEncoderBuilder::tokenizer_options`]);
@@ -18,6 +18,18 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    Cpu,
+    /// A CUDA device by ordinal.
+    Cuda(usize),
+    /// GPU 0 when it is usable (libcuda, cuBLAS, a device, a supported model shape), else the CPU, with
+    /// the reason logged once per process (`log::warn!`).
+    #[default]
+    Auto,
+}
 
 /// An option enum's names: each value's spelling on the command line and in its variable.
 trait Named: Sized + Copy + 'static {
