@@ -4,7 +4,8 @@
 #   - the test checkpoint in f32, f16 and bf16 under $XENC_TEST_MODEL_DIR, and the synthetic
 #     checkpoints of other shapes under $XENC_TEST_MODEL_DIR/shapes,
 #   - with --cuda-compilers: a venv with NVRTC, ptxas and the CUDA headers from PyPI, for
-#     scripts/check-kernels.sh and for build.rs to compile the kernels (no GPU needed).
+#     scripts/check-kernels.sh and for build.rs to compile the kernels (no GPU needed);
+#   - with --demo instead: only the f32 test checkpoint (what scripts/demo.sh runs).
 # Everything lives under $XENC_CACHE (default $HOME/.cache/xenc), so a second run costs seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,10 @@ venv() { # venv DIR IMPORT PACKAGES...
 }
 
 venv "$FIXTURE_VENV" numpy "numpy==2.*"
+if [[ "${1:-}" == "--demo" ]]; then
+    PYTHON=$FIXTURE_VENV/bin/python XENC_CACHE=$CACHE scripts/fetch-test-model.sh "$MODELS/f32" f32 >&2
+    exit 0
+fi
 for dtype in f32 f16 bf16; do
     PYTHON=$FIXTURE_VENV/bin/python XENC_CACHE=$CACHE scripts/fetch-test-model.sh "$MODELS/$dtype" "$dtype" >&2
 done

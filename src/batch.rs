@@ -85,7 +85,7 @@ impl RaggedBatch {
                 )));
             }
         }
-        let check = |what: &str, ids: &[u32], limit: usize| match out_of_range(what, ids, limit) {
+        let check = |what: &str, ids: &[u32], limit: usize| match check_ids(what, ids, limit) {
             Some(m) => Err(Error::Input(m)),
             None => Ok(()),
         };
@@ -98,7 +98,7 @@ impl RaggedBatch {
 /// What is wrong with the first of `ids` (token ids, types or positions: `what`) that is `>= limit`, if
 /// one is. A fold without early exit vectorises (~4x faster than `position` on a 5k-token batch); only
 /// a slice that fails looks for where.
-fn out_of_range(what: &str, ids: &[u32], limit: usize) -> Option<String> {
+pub fn check_ids(what: &str, ids: &[u32], limit: usize) -> Option<String> {
     let lim = u32::try_from(limit).ok()?;
     if !ids.iter().fold(false, |bad, &x| bad | (x >= lim)) {
         return None;
@@ -125,7 +125,7 @@ pub fn check_pair(p: &EncodedPair, cfg: &ModelConfig) -> std::result::Result<(),
             cfg.max_position_embeddings
         ));
     }
-    let check = |what: &str, ids: &[u32], limit: usize| match out_of_range(what, ids, limit) {
+    let check = |what: &str, ids: &[u32], limit: usize| match check_ids(what, ids, limit) {
         Some(m) => Err(m),
         None => Ok(()),
     };

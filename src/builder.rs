@@ -69,7 +69,9 @@ impl CrossEncoderBuilder {
     }
 
     /// Threads for tokenisation and the CPU model (default: all cores, through rayon's global pool).
-    /// Set, the model gets a pool of its own, so `threads(1)` keeps all of its work on one core.
+    /// Set, the model gets a pool of its own, so `threads(1)` keeps all of its work on one core. At most
+    /// the cores this process may use (`std::thread::available_parallelism`, which honours CPU affinity
+    /// and cgroup quotas): a larger value is lowered to it, with a warning through `log`.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
@@ -124,7 +126,17 @@ impl CrossEncoderBuilder {
             "tokenizer.json, a Hugging Face fast tokenizer",
         )?;
 
-        let pool = match self.threads {
+        let threads = self.threads.map(|n| {
+            let cores = available_cores();
+            if n > cores {
+                log::warn!(
+                    "threads {n}: this process may use {cores} cores; using {cores} (more threads than \
+                     cores only contend, and thousands take seconds to start)"
+                );
+            }
+            n.min(cores)
+        });
+        let pool = match threads {
             None => None,
             Some(0) => return Err(Error::Option("threads must be at least 1".into())),
             Some(n) => Some(std::sync::Arc::new(
@@ -222,3 +234,12 @@ impl CrossEncoderBuilder {
         Ok((engine, activation))
     }
 }
+
+/// Cores this process may use; [`MAX_THREADS_UNKNOWN_CORES`] where the system does not say.
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(MAX_THREADS_UNKNOWN_CORES, |n| n.get())
+}
+
+/// The thread limit where the number of cores is unknown: beyond any machine xenc is likely to meet, and
+/// still quick to start.
+const MAX_THREADS_UNKNOWN_CORES: usize = 256;

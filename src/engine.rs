@@ -308,7 +308,8 @@ impl Engine {
     }
 
     /// `rerank`'s tokenisation: `query` encoded once and joined with each document, in input order (the
-    /// same pairs as `encode_pair`). A few short documents are tokenised on the calling thread alone,
+    /// same pairs as `encode_pair`). A query the tokenizer or the model cannot take is an
+    /// [`Error::Item`] with `what` "query"; a document's, one with "document" and its index. A few short documents are tokenised on the calling thread alone,
     /// more with helpers from rayon's pool joining it (see [`SHARE_MIN_BYTES`]).
     pub fn encode_documents<D>(&self, query: &str, documents: &[D]) -> Result<Vec<EncodedPair>>
     where
@@ -329,7 +330,18 @@ impl Engine {
     where
         D: AsRef<str>,
     {
-        let q = self.tokenizer.encode_piece(query)?;
+        // The query's own errors name it, not the first document it would be joined with.
+        let q = self
+            .tokenizer
+            .encode_piece(query)
+            .map_err(|e| e.at_item("query", 0))?;
+        if let Some(message) = batch::check_ids("token id", q.ids(), self.config.vocab_size) {
+            return Err(Error::Item {
+                what: "query",
+                index: 0,
+                message,
+            });
+        }
         if helpers == 0 || documents.len() < 2 {
             let encode = |(i, d): (usize, &D)| encode_document(&self.tokenizer, &q, d.as_ref(), i);
             return documents.iter().enumerate().map(encode).collect();

@@ -148,10 +148,10 @@ fn every_bad_line_stops_with_its_line_number() {
             out.status
         );
         assert!(err.contains(needle), "{needle:?} not in {err:?}");
-        assert!(
-            out.stdout.is_empty(),
-            "nothing is printed when the input is bad"
-        );
+        // Streaming: every line before the bad one is scored and printed, nothing after it.
+        let printed = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(printed.lines().count(), 1, "{needle}: {printed}");
+        assert!(printed.starts_with("{\"score\":"), "{printed}");
     }
     let out = xenc(
         &["rerank", "--model", &model(), "--query", "q"],
@@ -169,6 +169,188 @@ fn bad_model_and_device_are_clear_errors() {
     let out = xenc(&["score", "--model", &model(), "--device", "tpu"], b"");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device"));
+    // A file where the checkpoint directory should be.
+    let file = format!("{}/config.json", model());
+    let out = xenc(&["score", "--model", &file], b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.json: not a directory"), "{err}");
+    // A tokenizer engine that does not exist is named as such, not as a tokenizer_config.json problem.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xenc"));
+    cmd.env("XENC_TOKENIZER", "garbage");
+    let out = cmd
+        .args(["score", "--model", &model(), "--device", "cpu"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("XENC_TOKENIZER=\"garbage\""), "{err}");
+    assert!(!err.contains("tokenizer_config.json"), "{err}");
+    // So is a kernel option, given as a flag.
+    let out = xenc(&["score", "--model", &model(), "--ffn-in", "fastest"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("fused-w64"), "{err}");
+}
+
+#[test]
+fn score_streams_each_chunk_before_the_input_ends() {
+    // A producer that writes one line and then waits: its score must come out while stdin is still open.
+    let d = tiny_model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xenc"))
+        .args([
+            "score",
+            "--model",
+            d.path().to_str().unwrap(),
+            "--device",
+            "cpu",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"query\":\"q\",\"document\":\"d\"}\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        tx.send(lines.next()).unwrap();
+        lines.count()
+    });
+    // Generous: this only keeps a broken build from hanging the suite; streaming answers in ms.
+    let first = rx.recv_timeout(std::time::Duration::from_secs(120));
+    drop(stdin); // end the input either way
+    let first = first.expect("no score while the input was still open");
+    assert!(first.unwrap().unwrap().starts_with("{\"score\":"));
+    assert_eq!(reader.join().unwrap(), 0);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_closed_stdout_is_an_error_not_lost_scores() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec '{}' score --model '{}' --device cpu >&-",
+            env!("CARGO_BIN_EXE_xenc"),
+            model()
+        ))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"{\"query\":\"q\",\"document\":\"d\"}\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("stdout: closed"), "{err}");
+    // /dev/null on purpose is fine.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo '{{\"query\":\"q\",\"document\":\"d\"}}' | '{}' score --model '{}' --device cpu > /dev/null",
+            env!("CARGO_BIN_EXE_xenc"),
+            model()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn threads_beyond_the_cores_are_lowered_with_a_warning() {
+    // 100,000 threads would take minutes to start (1,000 took 8 s); the cores are what can run.
+    let d = tiny_model();
+    let out = xenc(
+        &[
+            "score",
+            "--model",
+            d.path().to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--threads",
+            "100000",
+        ],
+        b"{\"query\":\"q\",\"document\":\"d\"}\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("threads 100000: this process may use"),
+        "{err}"
+    );
+    assert_eq!(stdout_json(&out).len(), 1);
+}
+
+#[test]
+fn bench_generate_is_bounded() {
+    for n in ["18446744073709551615", "1000000000000"] {
+        let out = xenc(
+            &[
+                "bench",
+                "--model",
+                &model(),
+                "--device",
+                "cpu",
+                "--generate",
+                n,
+            ],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{n}: {err}");
+        assert!(err.contains("at most 1000000 pairs"), "{n}: {err}");
+    }
+}
+
+#[test]
+fn a_tokenizer_without_its_unknown_token_is_the_checkpoints_fault() {
+    let d = tiny_model();
+    let path = d.path().join("tokenizer.json");
+    let mut tok: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    tok["model"]["vocab"]
+        .as_object_mut()
+        .unwrap()
+        .remove("[UNK]");
+    tok["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["content"] != "[UNK]");
+    std::fs::write(&path, tok.to_string()).unwrap();
+    let out = xenc(
+        &[
+            "rerank",
+            "--model",
+            d.path().to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--query",
+            "q",
+        ],
+        "ℵ⁂\n".as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("unk_token \"[UNK]\" is not in the vocabulary"),
+        "{err}"
+    );
+    assert!(!err.contains("line 1"), "{err}");
 }
 
 /// The synthetic checkpoint of tests/common (fast to run) in a temporary directory.
@@ -263,6 +445,25 @@ fn a_token_id_the_model_lacks_is_named_by_its_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stdin: line 1050: token id 30522"), "{err}");
+    // The lines before it, in its chunk too, were scored and printed; none after it.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1049);
+    // rerank: the same token in the query is the query's fault, not the first document's.
+    let out = xenc(
+        &[
+            "rerank",
+            "--model",
+            dir,
+            "--device",
+            "cpu",
+            "--query",
+            "a [NEW] b",
+        ],
+        b"hello world\n",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--query: token id 30522"), "{err}");
+    assert!(!err.contains("line 1"), "{err}");
 }
 
 #[test]
@@ -293,7 +494,11 @@ fn a_reader_that_stops_early_ends_the_run_quietly() {
     .unwrap();
     assert!(first.starts_with("{\"score\":"), "{first}");
     let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    // xenc streams: once its reader is gone it stops reading too, so the producer may meet a broken
+    // pipe (as `yes | head` does).
+    if let Err(e) = writer.join().unwrap() {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}: {err}", out.status);
     assert!(err.is_empty(), "{err}");

@@ -299,3 +299,47 @@ fn threads_bound_tokenisation_too() {
     assert_eq!(m.tokenizer().threads(), 1);
     assert_eq!(m.device_name(), "cpu (1 threads)");
 }
+
+#[test]
+fn a_logit_that_overflows_is_an_error_naming_the_pair_not_a_score() {
+    // Finite weights whose classifier overflows f32 (the pooler saturates at tanh = 1, the classifier
+    // sums 16 × f32::MAX): every logit is +inf, which must never come out as a score (JSON would print
+    // it as null, and it would sort first or last).
+    let d = tiny_dir();
+    let path = d.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let all = |x: f32| -> Vec<u8> { (0..TINY.hidden).flat_map(|_| x.to_le_bytes()).collect() };
+    let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let data = match name.as_str() {
+                "classifier.weight" => all(f32::MAX),
+                "bert.pooler.dense.bias" => all(100.0),
+                _ => v.data().to_vec(),
+            };
+            (name, data, v.shape().to_vec())
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, data, shape)| {
+            let v =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data);
+            (n.clone(), v.unwrap())
+        })
+        .collect();
+    std::fs::write(&path, safetensors::tensor::serialize(views, None).unwrap()).unwrap();
+    let m = CrossEncoder::builder(d.path())
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let err = m
+        .score(&[("a query", "a document"), ("q", "d")])
+        .unwrap_err();
+    assert_eq!(err.item(), Some(("pair", 0)), "{err}");
+    assert_contains(&err.to_string(), &["pair 0", "logit", "not finite"]);
+    let err = m.rerank("a query", &["a document"], 1).unwrap_err();
+    assert_eq!(err.item(), Some(("document", 0)), "{err}");
+}

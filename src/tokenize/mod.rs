@@ -156,6 +156,17 @@ impl PairTokenizer {
         let mut pairs: Tokenizer = text.parse().map_err(|e| {
             Error::tokenizer(format!("{}: cannot load ({e})", path.display())).with_source(e)
         })?;
+        if let tokenizers::ModelWrapper::WordPiece(wp) = pairs.get_model() {
+            // Without it every word outside the vocabulary fails to encode, which would be reported
+            // as a bad input line rather than the checkpoint's fault.
+            if tokenizers::Model::token_to_id(wp, &wp.unk_token).is_none() {
+                return Err(Error::tokenizer(format!(
+                    "{}: the WordPiece unk_token {:?} is not in the vocabulary",
+                    path.display(),
+                    wp.unk_token
+                )));
+            }
+        }
         pairs.with_padding(None);
         pairs
             .with_truncation(Some(TruncationParams {

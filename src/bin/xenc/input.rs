@@ -8,28 +8,51 @@ use serde_json::Value;
 
 use xenc::{Error, Result};
 
-/// Reads input lines as bytes, so invalid UTF-8 is reported with its line number. A final newline
+/// Input lines, read as bytes so that invalid UTF-8 is reported with its line number. A final newline
 /// does not start a line; `\r\n` endings are accepted; a leading byte order mark is dropped.
-pub fn read_lines(mut input: impl BufRead, source: &str) -> Result<Vec<String>> {
-    let mut lines = Vec::new();
-    let mut buf = Vec::new();
-    let mut bom = 0; // bytes of a byte order mark dropped from line 1, for byte offsets in errors
-    loop {
-        buf.clear();
-        let n = input
-            .read_until(b'\n', &mut buf)
-            .map_err(|source_err| Error::Io {
-                path: source.into(),
-                source: source_err,
-            })?;
-        if n == 0 {
-            return Ok(lines);
+pub struct Lines<R> {
+    input: R,
+    source: String,
+    /// Lines read so far.
+    count: usize,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> Lines<R> {
+    pub fn new(input: R, source: &str) -> Self {
+        Lines {
+            input,
+            source: source.into(),
+            count: 0,
+            buf: Vec::new(),
         }
-        if lines.is_empty() && buf.starts_with(b"\xEF\xBB\xBF") {
+    }
+}
+
+impl<R: BufRead> Iterator for Lines<R> {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Result<String>> {
+        let buf = &mut self.buf;
+        buf.clear();
+        let n = match self.input.read_until(b'\n', buf) {
+            Ok(n) => n,
+            Err(e) => {
+                return Some(Err(Error::Io {
+                    path: self.source.clone().into(),
+                    source: e,
+                }))
+            }
+        };
+        if n == 0 {
+            return None;
+        }
+        let mut bom = 0; // bytes of a byte order mark dropped from line 1, for byte offsets in errors
+        if self.count == 0 && buf.starts_with(b"\xEF\xBB\xBF") {
             buf.drain(..3);
             bom = 3;
             if buf.is_empty() {
-                return Ok(lines); // the input is a byte order mark alone: no lines
+                return None; // the input is a byte order mark alone: no lines
             }
         }
         if buf.last() == Some(&b'\n') {
@@ -38,15 +61,21 @@ pub fn read_lines(mut input: impl BufRead, source: &str) -> Result<Vec<String>> 
                 buf.pop();
             }
         }
-        let line = String::from_utf8(std::mem::take(&mut buf)).map_err(|e| {
+        self.count += 1;
+        let number = self.count;
+        Some(String::from_utf8(std::mem::take(buf)).map_err(|e| {
             Error::Input(format!(
-                "{source}: line {}: invalid UTF-8 (byte {})",
-                lines.len() + 1,
-                e.utf8_error().valid_up_to() + if lines.is_empty() { bom } else { 0 }
+                "{}: line {number}: invalid UTF-8 (byte {})",
+                self.source,
+                e.utf8_error().valid_up_to() + bom
             ))
-        })?;
-        lines.push(line);
+        }))
     }
+}
+
+/// All of [`Lines`], or the first error.
+pub fn read_lines(input: impl BufRead, source: &str) -> Result<Vec<String>> {
+    Lines::new(input, source).collect()
 }
 
 /// `rerank`'s documents, one per line; a blank line is an error (an empty document would still get
@@ -68,10 +97,13 @@ pub fn parse_pairs(lines: &[String], source: &str) -> Result<Vec<(String, String
     lines
         .iter()
         .enumerate()
-        .map(|(i, line)| {
-            parse_pair(line).map_err(|why| Error::Input(format!("{source}: line {}: {why}", i + 1)))
-        })
+        .map(|(i, line)| parse_line(line, source, i + 1))
         .collect()
+}
+
+/// Line `number` of `source` as a pair, or an error naming the line.
+pub fn parse_line(line: &str, source: &str, number: usize) -> Result<(String, String)> {
+    parse_pair(line).map_err(|why| Error::Input(format!("{source}: line {number}: {why}")))
 }
 
 fn parse_pair(line: &str) -> std::result::Result<(String, String), String> {

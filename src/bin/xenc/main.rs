@@ -1,13 +1,14 @@
 //! The xenc command line: `score` JSON Lines of pairs, `rerank` documents for one query.
 
+mod bench;
 mod input;
+mod score;
 
-use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use xenc::{
     Activation, AttentionKernel, CrossEncoder, CrossEncoderBuilder, CudaOptions, Device, Error,
     FfnIn, GemmPath, Residual, Result, TokenizerEngine, TokenizerOptions,
@@ -50,38 +51,7 @@ enum Command {
         top_k: Option<usize>,
     },
     /// Measure throughput (model-only and end-to-end), 1×50 rerank latency and peak memory.
-    Bench(BenchArgs),
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// Pairs to measure, as for `score` (default: --generate 2000).
-    #[arg(long, value_name = "FILE", conflicts_with = "generate")]
-    input: Option<PathBuf>,
-    /// Generate N realistic pairs (queries 5-20 words, documents ~80 words with a tail to 500).
-    #[arg(long, value_name = "N")]
-    generate: Option<usize>,
-    /// Seed of the generator.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Write the pairs as JSON Lines to FILE and exit (to run other engines on the same pairs).
-    #[arg(long, value_name = "FILE")]
-    write_pairs: Option<PathBuf>,
-    /// Timed runs per measurement, after one warm-up run; the median is reported.
-    #[arg(long, default_value_t = 5)]
-    repeats: usize,
-    /// Timed 1-query × 50-document reranks for the latency percentiles.
-    #[arg(long, default_value_t = 50)]
-    rerank_runs: usize,
-    /// One JSON object per measurement instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Time every stage of the forward pass (CUDA events on the GPU) and print a table per
-    /// measurement to stderr; the timed runs then include the profiling's own cost.
-    #[arg(long)]
-    profile: bool,
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -203,11 +173,6 @@ impl ModelArgs {
     }
 }
 
-/// Pairs scored per call, so a long input shows progress (each call still packs ~16k-token batches). On
-/// a GPU a call is larger, so that tokenisation overlaps the model within it (see `CrossEncoder::logits`).
-const CHUNK: usize = 1024;
-const GPU_CHUNK: usize = 32 * 1024;
-
 /// Prints the library's log records on stderr as `xenc: ...` (the once-per-process reason
 /// `--device auto` runs on the CPU, the first GPU call's banner): info and above from xenc itself.
 struct StderrLog;
@@ -246,27 +211,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether xenc was started with stdout closed (`xenc score ... >&-`). Rust's runtime reopens a closed
+/// fd 1 on /dev/null before `main` (read-write, where a shell's `> /dev/null` opens it write-only), so
+/// the scores would vanish with exit status 0; that read-write /dev/null is what is looked for.
+fn stdout_was_closed() -> bool {
+    // SAFETY: fstat fills a plain struct for an open descriptor; fcntl(F_GETFL) only reads its flags.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(1, &mut st) != 0 {
+            return true;
+        }
+        let dev_null = (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
+            && libc::major(st.st_rdev) == 1
+            && libc::minor(st.st_rdev) == 3;
+        dev_null && libc::fcntl(1, libc::F_GETFL) & libc::O_ACCMODE == libc::O_RDWR
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if stdout_was_closed() {
+        return Err(Error::Io {
+            path: "stdout".into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Other,
+                "closed (the output would be lost; redirect it to a file or /dev/null instead)",
+            ),
+        });
+    }
     match cli.command {
         Command::Score { model, input } => {
-            let (lines, source) = read_input(input.as_deref())?;
-            let pairs = input::parse_pairs(&lines, &source)?;
-            let model = model.load()?;
-            let progress = progress_bar(pairs.len() as u64);
-            let mut out = BufWriter::new(std::io::stdout().lock());
-            let size = if model.on_gpu() { GPU_CHUNK } else { CHUNK };
-            for (c, chunk) in pairs.chunks(size).enumerate() {
-                let first_line = c * size + 1;
-                let scores = model
-                    .score(chunk)
-                    .map_err(|e| at_line(e, &source, first_line))?;
-                for s in scores {
-                    writeln!(out, "{{\"score\":{}}}", json_f32(s)).map_err(stdout_err)?;
-                }
-                progress.inc(chunk.len() as u64);
-            }
-            progress.finish_and_clear();
-            out.flush().map_err(stdout_err)
+            let input = score::open(input.as_deref())?;
+            score::run(&model.load()?, input)
         }
         Command::Rerank {
             model,
@@ -287,203 +262,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             out.flush().map_err(stdout_err)
         }
-        Command::Bench(args) => bench(args),
-    }
-}
-
-fn bench(args: BenchArgs) -> Result<()> {
-    let model = args.model.builder().profile(args.profile).build()?;
-    // Prints the stage times gathered since the last call (nothing unless --profile).
-    let profile = |what: &str| {
-        if let Some(p) = model.take_profile() {
-            eprintln!("{what}: {p}");
-        }
-    };
-    let pairs = match &args.input {
-        Some(path) => {
-            let (lines, source) = read_input(Some(path))?;
-            input::parse_pairs(&lines, &source)?
-        }
-        None => {
-            xenc::bench::generate_with(model.tokenizer(), args.generate.unwrap_or(2000), args.seed)
-        }
-    };
-    if let Some(path) = &args.write_pairs {
-        let io_err = |source| Error::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut f = BufWriter::new(std::fs::File::create(path).map_err(io_err)?);
-        for (q, d) in &pairs {
-            writeln!(f, "{}", serde_json::json!({ "query": q, "document": d })).map_err(io_err)?;
-        }
-        return f.flush().map_err(io_err);
-    }
-    if pairs.is_empty() {
-        return Err(Error::Input("no pairs to measure".into()));
-    }
-    let repeats = args.repeats.max(1);
-    let encoded = model.tokenizer().encode_pairs(&pairs)?;
-    let tokens: usize = encoded.iter().map(|e| e.len()).sum();
-    let device = match args.model.device {
-        Device::Cpu => "cpu",
-        Device::Cuda(_) => "cuda",
-        Device::Auto => "auto",
-    };
-    let report = |measure: &str, n: usize, t: usize, secs: f64, extra: serde_json::Value| {
-        let mut v = serde_json::json!({
-            "engine": "xenc", "device": device, "device_name": model.device_name(), "measure": measure,
-            "pairs": n, "tokens": t, "seconds": secs,
-            "pairs_per_s": n as f64 / secs, "tokens_per_s": t as f64 / secs,
-        });
-        v.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().cloned().unwrap_or_default());
-        if args.json {
-            out(v)
-        } else {
-            out(format!(
-                "{measure:<20} {n:>7} pairs {t:>9} tokens  {:>10.1} pairs/s {:>12.0} tokens/s  {extra}",
-                n as f64 / secs,
-                t as f64 / secs
-            ))
-        }
-    };
-    if !args.json {
-        out(format!(
-            "xenc bench: {} pairs, {tokens} tokens ({:.1} per pair), {}, batches of up to {} tokens, tokenizer {}, median of {repeats} runs after a warm-up",
-            pairs.len(),
-            tokens as f64 / pairs.len() as f64,
-            model.device_name(),
-            model.token_budget(),
-            model.tokenizer().engine()
-        ))?;
-    }
-
-    let tok_s = median_seconds(
-        repeats,
-        || model.tokenizer().encode_pairs(&pairs).map(drop),
-        || (),
-    )?;
-    let json_note = serde_json::json!({ "includes": "tokenisation only: text to token ids, on the model's threads (--threads, default all cores)" });
-    report("tokenize", pairs.len(), tokens, tok_s, json_note)?;
-    let model_s = median_seconds(
-        repeats,
-        || model.logits_encoded(&encoded).map(drop),
-        || drop(model.take_profile()),
-    )?;
-    let json_note = serde_json::json!({ "includes": "model only: tokens to logits" });
-    report("model", pairs.len(), tokens, model_s, json_note)?;
-    profile("model");
-    let e2e_s = median_seconds(
-        repeats,
-        || model.score(&pairs).map(drop),
-        || drop(model.take_profile()),
-    )?;
-    let json_note =
-        serde_json::json!({ "includes": "end to end: text to scores, tokenisation included" });
-    report("end_to_end", pairs.len(), tokens, e2e_s, json_note)?;
-    profile("end_to_end");
-
-    // 1 query × 50 documents, as a RAG service reranks: end to end, then its two halves.
-    let query = &pairs[0].0;
-    let docs: Vec<&str> = pairs
-        .iter()
-        .cycle()
-        .take(50)
-        .map(|(_, d)| d.as_str())
-        .collect();
-    let rerank_encoded = model.encode_documents(query, &docs)?;
-    let rerank_tokens: usize = rerank_encoded.iter().map(|e| e.len()).sum();
-    let runs = args.rerank_runs.max(1);
-    // (measure, what it includes, one timed call)
-    type Measure<'a> = (&'a str, &'a str, &'a mut dyn FnMut() -> Result<()>);
-    let rerank_measures: [Measure; 3] = [
-        (
-            "rerank_1x50",
-            "end to end: 1 query x 50 documents, tokenisation included (CrossEncoder::rerank)",
-            &mut || model.rerank(query, &docs, 50).map(drop),
-        ),
-        (
-            "rerank_1x50_tokenize",
-            "rerank's tokenisation only: text to encoded pairs, the query once (CrossEncoder::encode_documents)",
-            &mut || model.encode_documents(query, &docs).map(drop),
-        ),
-        (
-            "rerank_1x50_model",
-            "rerank without tokenisation: encoded pairs to logits (CrossEncoder::logits_encoded): planning, batching, validation, packing and upload (GPU), the model, logits back",
-            &mut || model.logits_encoded(&rerank_encoded).map(drop),
-        ),
-    ];
-    for (measure, includes, f) in rerank_measures {
-        f()?;
-        drop(model.take_profile());
-        let mut lat = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            let t = std::time::Instant::now();
-            f()?;
-            lat.push(t.elapsed().as_secs_f64());
-        }
-        let p50 = xenc::bench::percentile(&lat, 50.0).unwrap();
-        let p99 = xenc::bench::percentile(&lat, 99.0).unwrap();
-        let extra = serde_json::json!({ "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3, "runs": lat.len(),
-            "includes": includes });
-        report(measure, docs.len(), rerank_tokens, p50, extra)?;
-        profile(measure);
-    }
-
-    let peak = peak_rss_mib();
-    // The activations are allocated once for the token budget, so what is in use after the runs is the
-    // peak (plus whatever other processes hold on that GPU).
-    let device_mib = model
-        .device_memory_in_use()
-        .map(|b| b as f64 / f64::from(1 << 20));
-    if args.json {
-        let v = serde_json::json!({ "engine": "xenc", "device": device, "measure": "peak_memory",
-            "pairs": pairs.len(), "tokens": tokens, "pairs_per_s": null,
-            "host_peak_rss_mib": peak, "device_in_use_mib": device_mib });
-        out(v)
-    } else {
-        let peak = peak.map_or("unknown".into(), |m| format!("{m:.0} MiB"));
-        out(format!("peak host memory (RSS): {peak}"))?;
-        match device_mib {
-            Some(m) => out(format!(
-                "device memory in use (total - free, incl. the CUDA context): {m:.0} MiB"
-            )),
-            None => Ok(()),
-        }
+        Command::Bench(args) => bench::run(args),
     }
 }
 
 /// One line to stdout; a closed pipe (`xenc bench | head`) is an error, not a panic.
 fn out(line: impl std::fmt::Display) -> Result<()> {
     writeln!(std::io::stdout().lock(), "{line}").map_err(stdout_err)
-}
-
-/// Runs `f` once to warm up, then `after_warmup`, then `f` `repeats` times; the median wall time in
-/// seconds.
-fn median_seconds(
-    repeats: usize,
-    mut f: impl FnMut() -> Result<()>,
-    mut after_warmup: impl FnMut(),
-) -> Result<f64> {
-    f()?;
-    after_warmup();
-    let mut times = Vec::with_capacity(repeats);
-    for _ in 0..repeats {
-        let t = std::time::Instant::now();
-        f()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    Ok(xenc::bench::percentile(&times, 50.0).unwrap())
-}
-
-/// Peak resident set size of this process (Linux: VmHWM in /proc/self/status).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn read_input(path: Option<&Path>) -> Result<(Vec<String>, String)> {
@@ -503,19 +288,6 @@ fn read_input(path: Option<&Path>) -> Result<(Vec<String>, String)> {
     }
 }
 
-fn progress_bar(len: u64) -> ProgressBar {
-    if len <= CHUNK as u64 || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.enable_steady_tick(std::time::Duration::from_millis(250));
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} pairs  {per_sec}  eta {eta}")
-            .expect("static template"),
-    );
-    bar
-}
-
 /// The shortest decimal that reads back as the same f32 (`null` if not finite, as JSON has no NaN).
 fn json_f32(x: f32) -> String {
     serde_json::to_string(&x).unwrap_or_else(|_| "null".into())
@@ -525,6 +297,12 @@ fn json_f32(x: f32) -> String {
 /// error naming that line (one pair or document per line); other errors as they are.
 fn at_line(e: Error, source: &str, first_line: usize) -> Error {
     match e {
+        // rerank's query is not a line of the input.
+        Error::Item {
+            what: "query",
+            message,
+            ..
+        } => Error::Input(format!("--query: {message}")),
         Error::Item { index, message, .. } => {
             Error::Input(format!("{source}: line {}: {message}", first_line + index))
         }
