@@ -59,7 +59,7 @@ impl RaggedBatch {
         self.input_ids.len()
     }
 
-    /// Rows of each pair's first token ([CLS]): `cu_seqlens[..n]`.
+    /// Rows of each pair's first token (`[CLS]`): `cu_seqlens[..n]`.
     pub fn cls_rows(&self) -> &[u32] {
         &self.cu_seqlens[..self.num_pairs()]
     }

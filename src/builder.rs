@@ -13,7 +13,23 @@ use crate::options::{CudaOptions, Device, TokenizerOptions};
 use crate::tokenize::{self, PairTokenizer};
 use crate::weights::BertWeights;
 
-/// Options for loading a checkpoint; see [`CrossEncoder::builder`].
+/// Options for loading a checkpoint; see [`CrossEncoder::builder`](crate::CrossEncoder::builder). Every
+/// option has a default that serves most users; the checkpoint's files decide the rest.
+///
+/// ```no_run
+/// use xenc::{Activation, CrossEncoder, CudaOptions, Device, TokenizerEngine, TokenizerOptions};
+/// let mut tokenizer = TokenizerOptions::default();
+/// tokenizer.engine = TokenizerEngine::Hf; // Hugging Face tokenizers instead of xenc's WordPiece
+/// let model = CrossEncoder::builder("models/ms-marco-MiniLM-L-6-v2")
+///     .device(Device::Cuda(0))
+///     .max_length(256)
+///     .token_budget(32_768)
+///     .activation(Activation::Sigmoid)
+///     .tokenizer_options(tokenizer)
+///     .cuda_options(CudaOptions::default())
+///     .build()?;
+/// # Ok::<(), xenc::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct CrossEncoderBuilder {
     dir: PathBuf,
@@ -78,7 +94,7 @@ impl CrossEncoderBuilder {
     }
 
     /// Times every stage of every forward pass (GPU: CUDA events; CPU: the host clock); read with
-    /// [`CrossEncoder::take_profile`]. Off by default: it adds an event record per stage on the GPU.
+    /// [`CrossEncoder::take_profile`](crate::CrossEncoder::take_profile). Off by default: it adds an event record per stage on the GPU.
     pub fn profile(mut self, on: bool) -> Self {
         self.profile = on;
         self

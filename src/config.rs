@@ -7,7 +7,15 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// What a score means by default, as sentence-transformers' CrossEncoder decides it.
+/// What a score means by default, as sentence-transformers' CrossEncoder decides it: the checkpoint's
+/// `sentence_transformers.activation_fn` (or the older `sbert_ce_default_activation_function`), else
+/// sigmoid for a one-label model. [`crate::CrossEncoderBuilder::activation`] overrides it.
+///
+/// ```
+/// use xenc::Activation;
+/// assert_eq!(Activation::Raw.apply(2.0), 2.0);
+/// assert!((Activation::Sigmoid.apply(0.0) - 0.5).abs() < 1e-7);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// The classifier's logit as is.

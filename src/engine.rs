@@ -310,7 +310,7 @@ impl Engine {
     /// `rerank`'s tokenisation: `query` encoded once and joined with each document, in input order (the
     /// same pairs as `encode_pair`). A query the tokenizer or the model cannot take is an
     /// [`Error::Item`] with `what` "query"; a document's, one with "document" and its index. A few short documents are tokenised on the calling thread alone,
-    /// more with helpers from rayon's pool joining it (see [`SHARE_MIN_BYTES`]).
+    /// more with helpers from rayon's pool joining it (from a few KiB of text on).
     pub fn encode_documents<D>(&self, query: &str, documents: &[D]) -> Result<Vec<EncodedPair>>
     where
         D: AsRef<str>,

@@ -1,6 +1,6 @@
 //! One error type for the crate. Every message names the thing that was wrong (file, field, tensor,
 //! input line) and, where it helps, what was expected. Errors that come from another library (I/O,
-//! JSON, safetensors, tokenizers, the CUDA driver and cuBLAS) keep it as their [`source`]
+//! JSON, safetensors, tokenizers, the CUDA driver and cuBLAS) keep it as their `source()`
 //! (std::error::Error::source), and [`Error::kind`] sorts every error into a few stable classes that a
 //! server maps to an HTTP status and a binding to an exception type.
 //!

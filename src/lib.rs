@@ -18,6 +18,7 @@
 //! fell back to the CPU, the first GPU call's banner) goes through the [`log`](https://docs.rs/log)
 //! crate; the `xenc` CLI installs a logger that prints it on stderr. Nothing in the library prints.
 
+#[doc(hidden)]
 pub mod batch;
 #[doc(hidden)]
 pub mod bench;
@@ -36,7 +37,6 @@ pub mod tokenize;
 #[doc(hidden)]
 pub mod weights;
 
-pub use batch::RaggedBatch;
 pub use builder::CrossEncoderBuilder;
 pub use config::{Activation, ConfiguredActivation, ModelConfig};
 pub use cross_encoder::{rank, CrossEncoder, Ranked};

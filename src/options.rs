@@ -8,7 +8,8 @@
 //!
 //! ```
 //! use xenc::{AttentionKernel, CudaOptions};
-//! let opts = CudaOptions { attention: "simt".parse()?, ..CudaOptions::default() };
+//! let mut opts = CudaOptions::default(); // the GPU-verified kernels
+//! opts.attention = "simt".parse()?;
 //! assert_eq!(opts.attention, AttentionKernel::Simt);
 //! assert!("fast".parse::<AttentionKernel>().is_err());
 //! # Ok::<(), xenc::Error>(())
@@ -20,6 +21,13 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 /// Where the model runs.
+///
+/// ```no_run
+/// use xenc::{CrossEncoder, Device};
+/// let model = CrossEncoder::builder("models/ms-marco-MiniLM-L-6-v2").device(Device::Auto).build()?;
+/// println!("running on {}", model.device_name()); // "cpu (16 threads)" or "cuda:0 NVIDIA H100 ..."
+/// # Ok::<(), xenc::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
     Cpu,

@@ -4,13 +4,13 @@
 
 use rayon::prelude::*;
 
-/// Queries an attention call computes: all of them, or only each pair's [CLS] (the last layer needs
+/// Queries an attention call computes: all of them, or only each pair's `[CLS]` (the last layer needs
 /// nothing else once K and V are formed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queries {
     /// Output row of query q of pair p: `cu_seqlens[p] + q` (T rows).
     All,
-    /// Output row of pair p's [CLS] query: `p` (n rows).
+    /// Output row of pair p's `[CLS]` query: `p` (n rows).
     ClsOnly,
 }
 
