@@ -197,19 +197,7 @@ fn bad_model_and_device_are_clear_errors() {
 fn score_streams_each_chunk_before_the_input_ends() {
     // A producer that writes one line and then waits: its score must come out while stdin is still open.
     let d = tiny_model();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xenc"))
-        .args([
-            "score",
-            "--model",
-            d.path().to_str().unwrap(),
-            "--device",
-            "cpu",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_score(d.path());
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"{\"query\":\"q\",\"document\":\"d\"}\n")
@@ -353,6 +341,23 @@ fn a_tokenizer_without_its_unknown_token_is_the_checkpoints_fault() {
     assert!(!err.contains("line 1"), "{err}");
 }
 
+/// `xenc score` on the CPU with `model`, every stream piped.
+fn spawn_score(model: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_xenc"))
+        .args([
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The synthetic checkpoint of tests/common (fast to run) in a temporary directory.
 fn tiny_model() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
@@ -471,19 +476,7 @@ fn a_reader_that_stops_early_ends_the_run_quietly() {
     // `xenc score ... | head -1`: more output than a pipe holds, the reader leaves after one line.
     let d = tiny_model();
     let input = "{\"query\":\"q\",\"document\":\"d\"}\n".repeat(20_000);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xenc"))
-        .args([
-            "score",
-            "--model",
-            d.path().to_str().unwrap(),
-            "--device",
-            "cpu",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_score(d.path());
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let mut first = String::new();

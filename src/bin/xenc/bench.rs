@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use xenc::{Device, Error, Result};
 
-use crate::{input, out, read_input, ModelArgs};
+use crate::input::{self, read_input};
+use crate::{out, ModelArgs};
 
 /// The most pairs `--generate` makes: they are held in memory as text and ids (~1.6 KB a pair, so
 /// ~1.6 GB at the limit), which is more than any measurement needs.

@@ -3,6 +3,7 @@
 //! A UTF-8 byte order mark at the start of the input (as Windows tools write) is not part of line 1.
 
 use std::io::BufRead;
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -71,6 +72,39 @@ impl<R: BufRead> Iterator for Lines<R> {
             ))
         }))
     }
+}
+
+/// Where input lines come from: opened at once (so a missing file is an error before the model loads),
+/// read later, possibly on another thread (stdin is locked there: a lock cannot move between threads).
+pub enum Input {
+    File(std::fs::File),
+    Stdin,
+}
+
+impl Input {
+    /// `path`, or stdin; with its name for errors.
+    pub fn open(path: Option<&Path>) -> Result<(Input, String)> {
+        match path {
+            Some(p) => {
+                let f = std::fs::File::open(p).map_err(|source| Error::Io {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Ok((Input::File(f), p.display().to_string()))
+            }
+            None => Ok((Input::Stdin, "stdin".into())),
+        }
+    }
+}
+
+/// Every line of `path` (or stdin), and its name for errors.
+pub fn read_input(path: Option<&Path>) -> Result<(Vec<String>, String)> {
+    let (input, source) = Input::open(path)?;
+    let lines = match input {
+        Input::File(f) => read_lines(std::io::BufReader::new(f), &source)?,
+        Input::Stdin => read_lines(std::io::stdin().lock(), &source)?,
+    };
+    Ok((lines, source))
 }
 
 /// All of [`Lines`], or the first error.

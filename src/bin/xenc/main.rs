@@ -4,8 +4,8 @@ mod bench;
 mod input;
 mod score;
 
-use std::io::{BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -240,7 +240,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Score { model, input } => {
-            let input = score::open(input.as_deref())?;
+            let input = input::Input::open(input.as_deref())?;
             score::run(&model.load()?, input)
         }
         Command::Rerank {
@@ -249,7 +249,7 @@ fn run(cli: Cli) -> Result<()> {
             input,
             top_k,
         } => {
-            let (lines, source) = read_input(input.as_deref())?;
+            let (lines, source) = input::read_input(input.as_deref())?;
             let docs = input::parse_documents(lines, &source)?;
             let model = model.load()?;
             let ranked = model
@@ -269,23 +269,6 @@ fn run(cli: Cli) -> Result<()> {
 /// One line to stdout; a closed pipe (`xenc bench | head`) is an error, not a panic.
 fn out(line: impl std::fmt::Display) -> Result<()> {
     writeln!(std::io::stdout().lock(), "{line}").map_err(stdout_err)
-}
-
-fn read_input(path: Option<&Path>) -> Result<(Vec<String>, String)> {
-    match path {
-        Some(p) => {
-            let f = std::fs::File::open(p).map_err(|source| Error::Io {
-                path: p.to_path_buf(),
-                source,
-            })?;
-            let name = p.display().to_string();
-            Ok((input::read_lines(BufReader::new(f), &name)?, name))
-        }
-        None => Ok((
-            input::read_lines(std::io::stdin().lock(), "stdin")?,
-            "stdin".into(),
-        )),
-    }
 }
 
 /// The shortest decimal that reads back as the same f32 (`null` if not finite, as JSON has no NaN).

@@ -11,14 +11,13 @@
 //! of none after it.
 
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
-use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use xenc::{CrossEncoder, Error, Result};
+use xenc::{CrossEncoder, Result};
 
-use crate::input::{parse_line, Lines};
+use crate::input::{parse_line, Input, Lines};
 use crate::{at_line, json_f32, stdout_err};
 
 /// Pairs scored per call on the CPU: each call still packs ~16k-token batches, and a long input shows
@@ -31,28 +30,6 @@ pub const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
 /// One parsed input line: its 1-based number and the pair, or the error that stops the input.
 type Parsed = Result<(usize, (String, String))>;
-
-/// Where the pairs come from: opened here (so a missing file is an error before the model loads), read
-/// on the reader thread (stdin is locked there: a lock cannot move between threads).
-pub enum Input {
-    File(std::fs::File),
-    Stdin,
-}
-
-impl Input {
-    fn open(path: Option<&Path>) -> Result<(Input, String)> {
-        match path {
-            Some(p) => {
-                let f = std::fs::File::open(p).map_err(|source| Error::Io {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
-                Ok((Input::File(f), p.display().to_string()))
-            }
-            None => Ok((Input::Stdin, "stdin".into())),
-        }
-    }
-}
 
 /// Reads and parses the input on a thread of its own; at most `capacity` parsed lines wait in the
 /// channel. The first error is the last item sent.
@@ -76,12 +53,7 @@ fn send_lines(input: impl BufRead, source: &str, tx: &mpsc::SyncSender<Parsed>) 
     }
 }
 
-/// Opens the input `path` (or stdin) before the model is loaded.
-pub fn open(path: Option<&Path>) -> Result<(Input, String)> {
-    Input::open(path)
-}
-
-/// Scores the pairs of `input` (from [`open`]) and prints one `{"score"}` per line.
+/// Scores the pairs of `input` (from [`Input::open`]) and prints one `{"score"}` per line.
 pub fn run(model: &CrossEncoder, (input, source): (Input, String)) -> Result<()> {
     let size = if model.on_gpu() { GPU_CHUNK } else { CHUNK };
     let lines = spawn_reader(input, source.clone(), size);
