@@ -449,3 +449,41 @@ fn header_offsets_that_overlap_leave_gaps_or_pass_the_end_are_named() {
         &["past the end of the file", "truncated"],
     );
 }
+
+/// Writes `value` over element `index` of f32 tensor `name` in the synthetic checkpoint.
+fn poison(dir: &Path, name: &str, index: usize, value: f32) {
+    edit_safetensors(dir, |h, data| {
+        let at = offsets(h, name).0 + 4 * index;
+        data[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    });
+}
+
+#[test]
+fn non_finite_weights_are_named_with_their_first_index() {
+    for (name, index, value, needle) in [
+        (
+            "bert.embeddings.word_embeddings.weight",
+            100_000,
+            f32::NAN,
+            "NaN at index 100000 ([6250, 0] in shape [30522, 16])",
+        ),
+        (
+            "bert.encoder.layer.1.attention.self.value.weight",
+            17,
+            f32::INFINITY,
+            "inf at index 17 ([1, 1] in shape [16, 16])",
+        ),
+        ("classifier.bias", 0, f32::NEG_INFINITY, "-inf at index 0"),
+    ] {
+        let d = tiny_dir();
+        poison(d.path(), name, index, value);
+        // A second bad value later in the tensor: the first is named.
+        if index > 0 {
+            poison(d.path(), name, index + 1, f32::NAN);
+        }
+        assert_contains(
+            &load_err(d.path()),
+            &[&format!("tensor `{name}` holds {needle}")],
+        );
+    }
+}
