@@ -200,7 +200,7 @@ impl CrossEncoderBuilder {
         let cuda_budget = self
             .token_budget
             .unwrap_or(DEFAULT_CUDA_TOKEN_BUDGET.max(max_length));
-        // The tokenizer (JSON parsing, ~15 ms) loads on another thread while the weights are mapped and
+        // The tokenizer (JSON parsing, ~15 ms) loads on another thread while the weights are read and
         // converted; its errors still come first.
         let (tokenizer, weights) = std::thread::scope(|s| {
             let engine = self.tokenizer.engine;

@@ -145,7 +145,129 @@ impl ModelConfig {
                 cfg.num_labels
             )));
         }
+        cfg.parameter_count()?;
         Ok(cfg)
+    }
+
+    /// The parameters the sizes imply, one entry per part of the model: what it is, which fields size
+    /// it (with their values), and how many parameters it holds (None: more than 64 bits count).
+    fn parameter_parts(&self) -> [(&'static str, String, Option<u64>); 5] {
+        let u = |n: usize| n as u64;
+        let (v, h, l) = (
+            u(self.vocab_size),
+            u(self.hidden_size),
+            u(self.num_hidden_layers),
+        );
+        let (i, p, t) = (
+            u(self.intermediate_size),
+            u(self.max_position_embeddings),
+            u(self.type_vocab_size),
+        );
+        let labels = u(self.num_labels);
+        // One layer: Q, K, V and the attention output (4·H² + 4·H), two LayerNorms (4·H), the FFN
+        // (2·H·I + I + H).
+        let layer = (|| {
+            let hh = h.checked_mul(h)?.checked_mul(4)?;
+            let hi = h.checked_mul(i)?.checked_mul(2)?;
+            hh.checked_add(hi)?
+                .checked_add(h.checked_mul(9)?)?
+                .checked_add(i)
+        })();
+        let head = (|| {
+            // Embedding LayerNorm (2·H), pooler (H² + H), classifier (L·H + L).
+            h.checked_mul(h)?
+                .checked_add(h.checked_mul(3)?)?
+                .checked_add(labels.checked_mul(h)?)?
+                .checked_add(labels)
+        })();
+        [
+            (
+                "the word embeddings",
+                format!("vocab_size {v} × hidden_size {h}"),
+                v.checked_mul(h),
+            ),
+            (
+                "the position embeddings",
+                format!("max_position_embeddings {p} × hidden_size {h}"),
+                p.checked_mul(h),
+            ),
+            (
+                "the token type embeddings",
+                format!("type_vocab_size {t} × hidden_size {h}"),
+                t.checked_mul(h),
+            ),
+            (
+                "the encoder layers",
+                format!(
+                    "num_hidden_layers {l} × (4·hidden_size² + 2·hidden_size·intermediate_size + …) \
+                     with hidden_size {h}, intermediate_size {i}"
+                ),
+                layer.and_then(|n| n.checked_mul(l)),
+            ),
+            (
+                "the pooler and classifier",
+                format!("hidden_size {h}² + num_labels {labels} × hidden_size {h}"),
+                head,
+            ),
+        ]
+    }
+
+    /// How many parameters the model has, from the sizes alone. An error names the fields whose
+    /// product overflows, or that imply more f32 weights than a process can address.
+    pub fn parameter_count(&self) -> Result<u64> {
+        let mut total = 0u64;
+        for (what, fields, n) in self.parameter_parts() {
+            total = match n.and_then(|n| total.checked_add(n)) {
+                Some(t) => t,
+                None => {
+                    return Err(Error::config(format!(
+                        "{fields}: the parameters of {what} overflow a 64-bit count"
+                    )))
+                }
+            };
+        }
+        if total > isize::MAX as u64 / 4 {
+            let (what, fields, _) = self.largest_part();
+            return Err(Error::config(format!(
+                "the sizes imply {total} parameters, more f32 weights than a process can address \
+                 (the most in {what}: {fields})"
+            )));
+        }
+        Ok(total)
+    }
+
+    fn largest_part(&self) -> (&'static str, String, Option<u64>) {
+        self.parameter_parts()
+            .into_iter()
+            .max_by_key(|(_, _, n)| n.unwrap_or(u64::MAX))
+            .expect("five parts")
+    }
+
+    /// Checks the sizes against a weights file before anything is allocated from them: the file must
+    /// be able to hold every parameter (at least 2 bytes each: f16/bf16) in `data_bytes` bytes of
+    /// tensor data, and one tensor per weight in `tensors` entries. An error names the fields.
+    pub fn check_fits(&self, data_bytes: u64, tensors: usize) -> Result<()> {
+        let total = self.parameter_count()?;
+        if total.saturating_mul(2) > data_bytes {
+            let (what, fields, _) = self.largest_part();
+            return Err(Error::config(format!(
+                "the sizes imply {total} parameters (the most in {what}: {fields}), but \
+                 model.safetensors holds {data_bytes} bytes of tensor data, room for at most {} at 2 \
+                 bytes each: does config.json belong to this checkpoint?",
+                data_bytes / 2
+            )));
+        }
+        // 16 tensors per layer, 9 outside the layers.
+        let needed = (self.num_hidden_layers as u64)
+            .saturating_mul(16)
+            .saturating_add(9);
+        if needed > tensors as u64 {
+            return Err(Error::config(format!(
+                "num_hidden_layers {} needs {needed} tensors, but model.safetensors holds {tensors}",
+                self.num_hidden_layers
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -290,5 +412,51 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("JSON"));
+    }
+
+    #[test]
+    fn sizes_whose_products_overflow_are_named() {
+        let mut v: Value = serde_json::from_str(MINILM).unwrap();
+        for f in ["hidden_size", "intermediate_size", "num_hidden_layers"] {
+            v[f] = (1u64 << 24).into();
+        }
+        v["num_attention_heads"] = 1.into();
+        let err = ModelConfig::from_json_str(&v.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config.json: num_hidden_layers 16777216"),
+            "{err}"
+        );
+        assert!(
+            err.contains("hidden_size 16777216, intermediate_size 16777216"),
+            "{err}"
+        );
+        assert!(err.contains("overflow"), "{err}");
+        // Large but countable: parses; the weights file decides (check_fits).
+        let c = ModelConfig::from_json_str(&with("vocab_size", "16777216")).unwrap();
+        assert_eq!(
+            c.parameter_count().unwrap(),
+            22_713_601 + (16_777_216 - 30_522) * 384
+        );
+    }
+
+    #[test]
+    fn check_fits_names_the_largest_part() {
+        let c = ModelConfig::from_json_str(MINILM).unwrap();
+        let n = c.parameter_count().unwrap();
+        assert_eq!(n, 22_713_601); // all-MiniLM-L6-v2 (22,713,216) and a one-label classifier
+        c.check_fits(2 * n, 105).unwrap();
+        let err = c.check_fits(2 * n - 1, 105).unwrap_err().to_string();
+        assert!(err.starts_with("config.json: the sizes imply"), "{err}");
+        assert!(
+            err.contains("the most in the word embeddings: vocab_size 30522 × hidden_size 384"),
+            "{err}"
+        );
+        let err = c.check_fits(2 * n, 104).unwrap_err().to_string();
+        assert!(
+            err.contains("num_hidden_layers 6 needs 105 tensors"),
+            "{err}"
+        );
     }
 }

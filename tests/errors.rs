@@ -343,3 +343,191 @@ fn a_logit_that_overflows_is_an_error_naming_the_pair_not_a_score() {
     let err = m.rerank("a query", &["a document"], 1).unwrap_err();
     assert_eq!(err.item(), Some(("document", 0)), "{err}");
 }
+
+/// model.safetensors split into its JSON header and its data.
+fn split_safetensors(bytes: &[u8]) -> (serde_json::Value, Vec<u8>) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    (header, bytes[8 + n..].to_vec())
+}
+
+fn join_safetensors(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
+    let json = header.to_string();
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(json.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Edits the synthetic checkpoint's model.safetensors through its header and data.
+fn edit_safetensors(dir: &Path, edit: impl FnOnce(&mut serde_json::Value, &mut Vec<u8>)) {
+    let path = dir.join("model.safetensors");
+    let (mut header, mut data) = split_safetensors(&std::fs::read(&path).unwrap());
+    edit(&mut header, &mut data);
+    std::fs::write(path, join_safetensors(&header, &data)).unwrap();
+}
+
+fn offsets(header: &serde_json::Value, name: &str) -> (usize, usize) {
+    let o = &header[name]["data_offsets"];
+    (
+        o[0].as_u64().unwrap() as usize,
+        o[1].as_u64().unwrap() as usize,
+    )
+}
+
+#[test]
+fn a_config_far_larger_than_the_file_is_a_config_error_not_an_abort() {
+    // 3·H² f32 for Q|K|V alone is 48 GiB at H = 65,536 and overflows at 2^24: the sizes are checked
+    // against the file before anything is allocated from them.
+    for hidden in [65_536, 1 << 20, 1 << 24] {
+        let d = tiny_dir();
+        edit_config(d.path(), "hidden_size", serde_json::json!(hidden));
+        edit_config(d.path(), "num_attention_heads", serde_json::json!(1));
+        let err = load_err(d.path());
+        assert_contains(
+            &err,
+            &[
+                "config.json",
+                &format!("hidden_size {hidden}"),
+                "model.safetensors holds",
+            ],
+        );
+    }
+    // Layers, vocabulary or positions beyond what the file holds: the fields are named.
+    for (field, value) in [
+        ("num_hidden_layers", 1_000_000),
+        ("vocab_size", 1 << 24),
+        ("max_position_embeddings", 1 << 24),
+        ("intermediate_size", 1 << 24),
+    ] {
+        let d = tiny_dir();
+        edit_config(d.path(), field, serde_json::json!(value));
+        assert_contains(
+            &load_err(d.path()),
+            &["config.json", &format!("{field} {value}")],
+        );
+    }
+}
+
+#[test]
+fn a_huge_sparse_file_is_refused_from_its_header_alone() {
+    // A valid header, then 20 GiB the header does not describe: a sparse file (no disk used). The
+    // header is checked against the file's length before any data is read or allocated.
+    let d = tiny_dir();
+    let path = d.path().join("model.safetensors");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(20 << 30).unwrap();
+    drop(f);
+    let err = load_err(d.path());
+    assert_contains(
+        &err,
+        &[
+            "model.safetensors",
+            &format!("{} bytes belong to no tensor", (20u64 << 30) - len),
+            "not fully covered",
+        ],
+    );
+}
+
+#[test]
+fn header_offsets_that_overlap_leave_gaps_or_pass_the_end_are_named() {
+    let shift = |header: &mut serde_json::Value, name: &str, by: i64| {
+        let (s, e) = offsets(header, name);
+        header[name]["data_offsets"] = serde_json::json!([s as i64 + by, e as i64 + by]);
+    };
+    // Two tensors next to each other in the data: move the second one.
+    let d = tiny_dir();
+    let (header, _) =
+        split_safetensors(&std::fs::read(d.path().join("model.safetensors")).unwrap());
+    let mut names: Vec<String> = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect();
+    names.sort_by_key(|n| offsets(&header, n));
+    let (first, second) = (names[1].as_str(), names[2].as_str());
+
+    let d = tiny_dir();
+    edit_safetensors(d.path(), |h, _| shift(h, second, -4));
+    assert_contains(
+        &load_err(d.path()),
+        &[
+            &format!("tensor `{second}` starts at byte"),
+            &format!("inside tensor `{first}`"),
+            "overlap",
+        ],
+    );
+    let d = tiny_dir();
+    edit_safetensors(d.path(), |h, _| shift(h, second, 4));
+    assert_contains(
+        &load_err(d.path()),
+        &[
+            "belong to no tensor",
+            &format!("after tensor `{first}`"),
+            &format!("before `{second}`"),
+        ],
+    );
+    // A shape that does not match the byte range.
+    let a = "bert.embeddings.word_embeddings.weight";
+    let d = tiny_dir();
+    edit_safetensors(d.path(), |h, _| {
+        h[a]["shape"] = serde_json::json!([30522, 15])
+    });
+    assert_contains(
+        &load_err(d.path()),
+        &[
+            &format!("tensor `{a}` has shape [30522, 15]"),
+            "data_offsets",
+        ],
+    );
+    // The last tensor running past the end: a truncated file.
+    let d = tiny_dir();
+    edit_safetensors(d.path(), |_, data| {
+        data.pop();
+    });
+    assert_contains(
+        &load_err(d.path()),
+        &["past the end of the file", "truncated"],
+    );
+}
+
+/// Writes `value` over element `index` of f32 tensor `name` in the synthetic checkpoint.
+fn poison(dir: &Path, name: &str, index: usize, value: f32) {
+    edit_safetensors(dir, |h, data| {
+        let at = offsets(h, name).0 + 4 * index;
+        data[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    });
+}
+
+#[test]
+fn non_finite_weights_are_named_with_their_first_index() {
+    for (name, index, value, needle) in [
+        (
+            "bert.embeddings.word_embeddings.weight",
+            100_000,
+            f32::NAN,
+            "NaN at index 100000 ([6250, 0] in shape [30522, 16])",
+        ),
+        (
+            "bert.encoder.layer.1.attention.self.value.weight",
+            17,
+            f32::INFINITY,
+            "inf at index 17 ([1, 1] in shape [16, 16])",
+        ),
+        ("classifier.bias", 0, f32::NEG_INFINITY, "-inf at index 0"),
+    ] {
+        let d = tiny_dir();
+        poison(d.path(), name, index, value);
+        // A second bad value later in the tensor: the first is named.
+        if index > 0 {
+            poison(d.path(), name, index + 1, f32::NAN);
+        }
+        assert_contains(
+            &load_err(d.path()),
+            &[&format!("tensor `{name}` holds {needle}")],
+        );
+    }
+}

@@ -5,8 +5,6 @@
 use std::io::BufRead;
 use std::path::Path;
 
-use serde_json::Value;
-
 use xenc::{Error, Result};
 
 /// Input lines, read as bytes so that invalid UTF-8 is reported with its line number. A final newline
@@ -144,30 +142,153 @@ fn parse_pair(line: &str) -> std::result::Result<(String, String), String> {
     if line.trim().is_empty() {
         return Err(format!("empty line; {SHAPE}"));
     }
-    let v: Value =
-        serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e}); {SHAPE}"))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| format!("found {}; {SHAPE}", kind(&v)))?;
-    let field = |name: &str| match obj.get(name) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(format!(
-            "field \"{name}\" is {}, expected a string",
-            kind(other)
-        )),
+    let mut de = serde_json::Deserializer::from_str(line);
+    let line_value = serde::Deserializer::deserialize_any(&mut de, LineVisitor)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| format!("not valid JSON ({e}); {SHAPE}"))?;
+    let (query, document) = match line_value {
+        Line::Object { query, document } => (query, document),
+        Line::Other(kind) => return Err(format!("found {kind}; {SHAPE}")),
+    };
+    let field = |name: &str, value: Option<Field>| match value {
+        Some(Field::String(s)) => Ok(s),
+        Some(Field::Other(kind)) => Err(format!("field \"{name}\" is {kind}, expected a string")),
         None => Err(format!("missing field \"{name}\"; {SHAPE}")),
     };
-    Ok((field("query")?, field("document")?))
+    Ok((field("query", query)?, field("document", document)?))
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// One JSON line as the pair reader sees it: an object's "query" and "document" (the last of each,
+/// as a JSON object keeps its last duplicate), or what else the line holds. Other fields are skipped
+/// unparsed (`IgnoredAny`), so whatever they hold (a number past f64, deep nesting) cannot reject
+/// the line.
+enum Line {
+    Object {
+        query: Option<Field>,
+        document: Option<Field>,
+    },
+    Other(&'static str),
+}
+
+/// A "query" or "document" value: its text, or what kind of JSON value it is instead.
+enum Field {
+    String(String),
+    Other(&'static str),
+}
+
+/// Visits any JSON value and says what kind it is, skipping whatever it holds.
+struct KindVisitor;
+
+macro_rules! visit_kinds {
+    ($out:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> std::result::Result<Self::Value, E> {
+            Ok($out("a boolean"))
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> std::result::Result<Self::Value, E> {
+            Ok($out("a number"))
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> std::result::Result<Self::Value, E> {
+            Ok($out("a number"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> std::result::Result<Self::Value, E> {
+            Ok($out("a number"))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok($out("null"))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok($out("an array"))
+        }
+    };
+}
+
+impl<'de> serde::de::Visitor<'de> for KindVisitor {
+    type Value = Field;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    visit_kinds!(Field::Other);
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Field, E> {
+        Ok(Field::String(s.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, s: String) -> std::result::Result<Field, E> {
+        Ok(Field::String(s))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Field, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Field::Other("an object"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(KindVisitor)
+    }
+}
+
+/// An object key: only "query" and "document" matter (compared after unescaping, as JSON does).
+enum Key {
+    Query,
+    Document,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Key, E> {
+                Ok(match s {
+                    "query" => Key::Query,
+                    "document" => Key::Document,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct LineVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LineVisitor {
+    type Value = Line;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    visit_kinds!(Line::Other);
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> std::result::Result<Line, E> {
+        Ok(Line::Other("a string"))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Line, A::Error> {
+        let (mut query, mut document) = (None, None);
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Query => query = Some(map.next_value::<Field>()?),
+                Key::Document => document = Some(map.next_value::<Field>()?),
+                Key::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Line::Object { query, document })
     }
 }
 
@@ -221,6 +342,72 @@ mod tests {
             let e = err(&input);
             assert!(e.contains(needle), "{needle:?} not in {e:?}");
             assert!(e.starts_with("invalid input: stdin: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn other_fields_are_skipped_whatever_they_hold() {
+        let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        for extra in [
+            "1e999999",
+            "-1e999999",
+            "123456789012345678901234567890",
+            &deep,
+            r#"{"query": 1, "document": [null]}"#,
+            r#""\ud800""#, // a lone surrogate: valid JSON, not a valid string
+        ] {
+            let line =
+                format!(r#"{{"id":{extra},"query":"q","x":{extra},"document":"d","y":{extra}}}"#);
+            assert_eq!(
+                parse_pairs(std::slice::from_ref(&line), "stdin").unwrap(),
+                vec![("q".to_string(), "d".to_string())],
+                "{line}"
+            );
+        }
+        // Keys are compared unescaped; a repeated key keeps its last value, as a JSON object does.
+        let line = r#"{"quer\u0079":"a\n","document":1,"document":"\u00e9"}"#.to_string();
+        assert_eq!(
+            parse_pairs(&[line], "stdin").unwrap(),
+            vec![("a\n".to_string(), "é".to_string())]
+        );
+    }
+
+    #[test]
+    fn the_two_fields_and_the_line_keep_their_messages() {
+        for (line, needle) in [
+            (
+                r#"{"query":{"a":[1e999999]},"document":"d"}"#,
+                "field \"query\" is an object",
+            ),
+            (
+                r#"{"query":"q","document":[1,[2]]}"#,
+                "field \"document\" is an array",
+            ),
+            (
+                r#"{"query":true,"document":"d"}"#,
+                "field \"query\" is a boolean",
+            ),
+            (
+                r#"{"query":-0.5,"document":"d"}"#,
+                "field \"query\" is a number",
+            ),
+            (r#""text""#, "found a string"),
+            ("12", "found a number"),
+            ("null", "found null"),
+            ("false", "found a boolean"),
+            (
+                r#"{"query":"q","document":"d"} x"#,
+                "not valid JSON (trailing characters",
+            ),
+            (r#"{"query":"q","document":"d""#, "not valid JSON (EOF"),
+            (r#"{"query":"q","x":1e999999"#, "not valid JSON"),
+            (r#"{"query":"q"}"#, "missing field \"document\""),
+        ] {
+            let e = parse_pairs(&[line.to_string()], "f")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{line}: {needle:?} not in {e:?}");
+            assert!(e.starts_with("invalid input: f: line 1: "), "{e}");
         }
     }
 
