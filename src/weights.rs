@@ -244,8 +244,9 @@ impl Source<'_> {
             #[cfg(unix)]
             Source::File(file) => std::os::unix::fs::FileExt::read_exact_at(*file, buf, offset),
             #[cfg(not(unix))]
-            Source::File(mut file) => {
+            Source::File(file) => {
                 use std::io::{Read, Seek};
+                let mut file: &File = file;
                 file.seek(std::io::SeekFrom::Start(offset))?;
                 file.read_exact(buf)
             }
