@@ -31,7 +31,7 @@ pub use batch::RaggedBatch;
 pub use config::{Activation, ConfiguredActivation, ModelConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use options::{
-    AttentionKernel, CudaOptions, FfnIn, GbgWarps, GemmPath, Residual, TokenizerEngine,
+    AttentionKernel, CudaOptions, FfnIn, GbgWarps, GemmPath, Pooler, Residual, TokenizerEngine,
     TokenizerOptions,
 };
 pub use tokenize::EncodedPair;

@@ -16,9 +16,9 @@ mod common;
 use std::io::Write;
 
 use half::f16;
-use xenc::batch::{plan_batches, RaggedBatch};
+use xenc::batch::{plan_batches, Queries, RaggedBatch};
 use xenc::bench::Rng;
-use xenc::cpu::ops::{self, Queries};
+use xenc::cpu::ops;
 use xenc::cuda::kernels::*;
 use xenc::cuda::CudaBackend;
 use xenc::weights::BertWeights;
@@ -197,6 +197,7 @@ fn attention_varlen_matches_cpu() {
             for kernel in [
                 AttentionKernel::Simt,
                 AttentionKernel::Mma,
+                AttentionKernel::MmaV3,
                 AttentionKernel::MmaS4,
             ] {
                 let mut ctx = zeros_f16(&gpu, rows * h).unwrap();
@@ -332,27 +333,30 @@ fn pooler_classifier_matches_cpu() {
         // fp32 output: the baseline is input rounding alone.
         let (reference, baseline) = (twin(&inputs), twin(&rounded));
         let d: Vec<CudaSlice<f16>> = inputs.iter().map(|x| up(&gpu, x)).collect();
-        let mut logits = zeros_f32(&gpu, n * l).unwrap();
-        pooler_classifier(
-            &gpu,
-            &d[0],
-            &d[1],
-            &d[2],
-            &d[3],
-            &d[4],
-            &mut logits,
-            n,
-            h,
-            l,
-        )
-        .unwrap();
-        let got = download_f32(&gpu, &logits.as_view()).unwrap();
-        check(
-            &format!("pooler_classifier L={l}"),
-            &got,
-            &reference,
-            &baseline,
-        );
+        for pooler in [Pooler::V3, Pooler::V4] {
+            let mut logits = zeros_f32(&gpu, n * l).unwrap();
+            pooler_classifier_with(
+                &gpu,
+                pooler,
+                &d[0],
+                &d[1],
+                &d[2],
+                &d[3],
+                &d[4],
+                &mut logits,
+                n,
+                h,
+                l,
+            )
+            .unwrap();
+            let got = download_f32(&gpu, &logits.as_view()).unwrap();
+            check(
+                &format!("pooler_classifier {pooler:?} L={l}"),
+                &got,
+                &reference,
+                &baseline,
+            );
+        }
     }
 }
 
@@ -592,7 +596,7 @@ fn launchers_reject_bad_shapes_before_launching() {
     let e = attention_varlen(&gpu, &db, &small, &mut out, Queries::All, 12, 32)
         .unwrap_err()
         .to_string();
-    // The kernel XENC_ATTENTION picks is named: attention_mma_hd32_f16 or attention_varlen_hd32_f16.
+    // The kernel the options pick is named: attention_mma_hd32_f16, attention_varlen_hd32_f16, ...
     assert!(
         e.contains("attention_") && e.contains("_hd32_f16") && e.contains("qkv"),
         "{e}"

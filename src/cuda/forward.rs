@@ -11,15 +11,15 @@
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
 use half::f16;
 
-use super::buffers::{addr, Activations};
+use super::buffers::Activations;
 use super::context::Gpu;
 use super::launch;
 use super::plan;
 use super::profile::{lap, EventClock};
 use super::weights::DeviceWeights;
+use crate::batch::Queries;
 use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
-use crate::cpu::ops::Queries;
 use crate::error::Result;
 use crate::profile::layer_stage;
 
@@ -62,16 +62,8 @@ pub(crate) fn enqueue(
     lap(clock, gpu, "embed_layernorm")?;
 
     let last = lay.layers.len() - 1;
-    // The fused FFN-in kernel where asked for and it takes the FFN's shape (h % 32 == 0, intermediate %
-    // 128 == 0).
-    let ffn_in = match gpu.options.ffn_in {
-        fused @ launch::FfnIn::Fused(_)
-            if plan::gemm_bias_gelu_launch(1, h, inter, plan::GBG_THREADS).is_ok() =>
-        {
-            fused
-        }
-        _ => launch::FfnIn::GemmThenGelu,
-    };
+    // The fused FFN-in kernel where asked for and it takes the FFN's shape.
+    let ffn_in = plan::ffn_in_path(gpu.options.ffn_in, h, inter);
     let residual = gpu.options.residual;
     for (l, ls) in lay.layers.iter().enumerate() {
         let qkv = &mut a.qkv.slice_mut(..t * 3 * h);
@@ -206,7 +198,7 @@ pub(crate) fn enqueue(
     let len = n * labels;
     // SAFETY: the logits buffer holds at least n * labels floats, written by pooler_classifier above on
     // this stream; the slot's host memory holds as many (both sized from the token budget).
-    unsafe { a.logits_host[slot].download(gpu, addr(gpu, &a.logits), len)? };
+    unsafe { a.logits_host[slot].download(gpu, gpu.addr(&a.logits), len)? };
     lap(clock, gpu, "logits_to_host")?;
     Ok(())
 }
