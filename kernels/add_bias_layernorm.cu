@@ -57,9 +57,20 @@ add_bias_residual_layernorm_f16(const __half* x, const __half* bias, const __hal
                                 const __half* gamma, const __half* beta, __half* out,
                                 int rows, int H, float eps) {
     if (!layernorm_shape_ok(H) || rows <= 0) return;
-    const bool wide = ln_wide_shape_ok(H) && aligned16(x) && aligned16(bias) && aligned16(residual) &&
-                      aligned16(gamma) && aligned16(beta) && aligned16(out);
-    layernorm_rows(AddBiasRows{x, bias, residual, (size_t)H}, wide, rows, H, gamma, beta, out, eps);
+    if (ln_wide_shape_ok(H) && aligned16(x) && aligned16(bias) && aligned16(residual) && aligned16(gamma) &&
+        aligned16(beta) && aligned16(out)) {
+        const AddBiasRows R = {x, bias, residual, (size_t)H};
+        layernorm3_rows_wide(R, rows, H, gamma, beta, out, eps);
+        return;
+    }
+    const int H2 = H >> 1;
+    const int lane = threadIdx.x & 31;
+    const int warps = blockDim.x >> 5;
+    for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
+        float2 v[LN_MAX_PAIRS_PER_LANE];
+        load_sum3_pairs(v, x + (size_t)row * H, bias, residual + (size_t)row * H, H2, lane);
+        layernorm_pairs_store(v, gamma, beta, out + (size_t)row * H, H, eps, lane);
+    }
 }
 
 // The one row of row r for layernorm_f16 (LATE == 0: second and late are never read).
@@ -77,6 +88,17 @@ struct OneRow {
 extern "C" __global__ void __launch_bounds__(1024)
 layernorm_f16(const __half* x, const __half* gamma, const __half* beta, __half* out, int rows, int H, float eps) {
     if (!layernorm_shape_ok(H) || rows <= 0) return;
-    const bool wide = ln_wide_shape_ok(H) && aligned16(x) && aligned16(gamma) && aligned16(beta) && aligned16(out);
-    layernorm_rows(OneRow{x, (size_t)H}, wide, rows, H, gamma, beta, out, eps);
+    if (ln_wide_shape_ok(H) && aligned16(x) && aligned16(gamma) && aligned16(beta) && aligned16(out)) {
+        const OneRow R = {x, (size_t)H};
+        layernorm3_rows_wide(R, rows, H, gamma, beta, out, eps);
+        return;
+    }
+    const int H2 = H >> 1;
+    const int lane = threadIdx.x & 31;
+    const int warps = blockDim.x >> 5;
+    for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
+        float2 v[LN_MAX_PAIRS_PER_LANE];
+        load_pairs(v, x + (size_t)row * H, H2, lane);
+        layernorm_pairs_store(v, gamma, beta, out + (size_t)row * H, H, eps, lane);
+    }
 }

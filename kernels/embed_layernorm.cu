@@ -55,8 +55,19 @@ embed_layernorm_f16(const int* input_ids, const int* token_type_ids, const int* 
                     const __half* word_emb, const __half* pos_emb, const __half* type_emb,
                     const __half* gamma, const __half* beta, __half* out, int T, int H, float eps) {
     if (!layernorm_shape_ok(H) || T <= 0) return;
-    const bool wide = ln_wide_shape_ok(H) && aligned16(word_emb) && aligned16(pos_emb) && aligned16(type_emb) &&
-                      aligned16(gamma) && aligned16(beta) && aligned16(out);
-    const EmbedRows R = {input_ids, token_type_ids, position_ids, word_emb, pos_emb, type_emb, (size_t)H};
-    layernorm_rows(R, wide, T, H, gamma, beta, out, eps);
+    if (ln_wide_shape_ok(H) && aligned16(word_emb) && aligned16(pos_emb) && aligned16(type_emb) &&
+        aligned16(gamma) && aligned16(beta) && aligned16(out)) {
+        const EmbedRows R = {input_ids, token_type_ids, position_ids, word_emb, pos_emb, type_emb, (size_t)H};
+        layernorm3_rows_wide(R, T, H, gamma, beta, out, eps);
+        return;
+    }
+    const int H2 = H >> 1;
+    const int lane = threadIdx.x & 31;
+    const int warps = blockDim.x >> 5;
+    for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < T; row += gridDim.x * warps) {
+        float2 v[LN_MAX_PAIRS_PER_LANE];
+        load_sum3_pairs(v, word_emb + (size_t)input_ids[row] * H, pos_emb + (size_t)position_ids[row] * H,
+                        type_emb + (size_t)token_type_ids[row] * H, H2, lane);
+        layernorm_pairs_store(v, gamma, beta, out + (size_t)row * H, H, eps, lane);
+    }
 }

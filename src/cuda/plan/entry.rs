@@ -173,6 +173,38 @@ mod tests {
         assert_eq!(names.len(), ENTRIES.len(), "an entry listed twice");
     }
 
+    /// The entry points the default options launch, for every head_dim that has kernels, are exactly those
+    /// of kernels/VERIFIED.tsv: the ones a gpu-check run verified (scripts/check_kernels.py holds each to
+    /// the PTX that ran). A new default must be verified on a GPU first; until then it is an A/B candidate.
+    #[test]
+    fn the_default_kernels_are_the_gpu_verified_ones() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/VERIFIED.tsv");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut rows = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
+        let header: Vec<&str> = rows.next().unwrap().split('\t').collect();
+        assert_eq!(header[0], "entry");
+        let mut verified: Vec<&str> = rows
+            .map(|l| {
+                let cells: Vec<&str> = l.split('\t').collect();
+                assert_eq!(cells.len(), header.len(), "{l}");
+                cells[0]
+            })
+            .collect();
+        verified.sort();
+        let mut defaults: Vec<&str> = ATTN_HEAD_DIMS
+            .iter()
+            .flat_map(|&d| forward_entries(&CudaOptions::default(), d, 384, 1536).unwrap())
+            .collect();
+        defaults.sort();
+        defaults.dedup();
+        assert_eq!(
+            defaults, verified,
+            "the default kernels must be the GPU-verified ones of kernels/VERIFIED.tsv"
+        );
+    }
+
     #[test]
     fn the_fused_ffn_runs_only_where_the_shape_fits() {
         let fused = FfnIn::Fused(GbgWarps::W64);
