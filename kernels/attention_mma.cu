@@ -7,14 +7,14 @@
 //   H = num_heads * D. ctx [*, H] fp16 row-major. cu_seqlens int32 [n+1] from 0. out_offsets int32 [n]: the
 //   output row of query q of pair p is out_offsets[p] + q (cu_seqlens for a full layer; p with work items
 //   {p, h, 0, 1} for the [CLS] query only). work int4 [num_work] = {pair, head, q_begin, q_end}, query
-//   offsets relative to the pair's start, 0 <= q_begin < q_end <= L, q_end - q_begin <= ATTN_MMA_Q_TILE.
+//   offsets relative to the pair's start, 0 <= q_begin < q_end <= L, q_end - q_begin <= ATTN_Q_TILE.
 // Math: S = Q.K^T on tensor cores from fp16 Q and K with fp32 accumulation; scale * log2(e) is applied to S
 //   in fp32 inside the exponent (exp2(s * c - m * c), one FMA), the online softmax (running max m per row,
 //   running sum l per row, base 2) is fp32; P is rounded to fp16 for the P.V mma (l sums the rounded P, so
 //   the weights applied to V are normalised as used); O accumulates in fp32 and is divided by l and
 //   rounded to fp16 once at the end.
-// Launch: grid.x = num_work (blocks past num_work return), blockDim.x = ATTN_MMA_THREADS exactly, no dynamic
-//   shared memory; static shared memory = (ATTN_MMA_Q_TILE + 4 * K tile) * D * 2 bytes (K tile =
+// Launch: grid.x = num_work (blocks past num_work return), blockDim.x = ATTN_THREADS exactly, no dynamic
+//   shared memory; static shared memory = (ATTN_Q_TILE + 4 * K tile) * D * 2 bytes (K tile =
 //   ATTN_MMA_HD32_K_TILE = 32 at D = 32: 12 KiB; ATTN_MMA_HD64_K_TILE = 64 at D = 64: 40 KiB): the Q tile
 //   plus two K and two V tiles (double buffer).
 // Preconditions (checked by Rust): sm_80 or newer; qkv and ctx 16-byte aligned (rows are then 16-byte
@@ -70,31 +70,10 @@
 //   m[0], l[0] belong to row g, m[1], l[1] to row g+8. m is the quad's row max (all 4 lanes of a quad hold
 //   the same row, reduced with shfl_xor 1 and 2); l is this lane's partial sum over its own columns, reduced
 //   over the quad once at the end (the rescale factor is quad-uniform, so partial sums rescale correctly).
-//
-// v1: mma.sync m16n8k16 fp16 -> fp32, ldmatrix (.trans for V), cp.async double-buffered K/V, swizzled smem.
-//   The SIMT kernel (attention_varlen.cu) stays the readable reference; tests/gpu.rs runs both.
-//   Measured on an H200 (benches/gpu_kernels.rs, 16,343 tokens of ~114-token pairs, 12 heads of 32):
-//   54 us against 259 us for the SIMT kernel.
-// v2: the K/V tile size a template parameter, 32 keys at head_dim 32 (72 registers, 7 resident blocks per
-//   SM instead of 5). v1 was latency-bound (ncu on an H100, 2026-11-26: 27% achieved occupancy, 7.7 cycles
-//   per issued instruction). A/B on an H200 (07:26 UTC, report 2026-11-26-0726-h200.md, run as the
-//   variants attention_mma_k32_hd32_f16 / _k32x8_ of the same source): 54.4 -> 50.5 us per 16,343 tokens.
-// v3 (the attention_mma_v3_* entries, an A/B candidate): fewer instructions per tile (v2 issued an instruction every ~2 cycles of each scheduler, so issue
-//   slots were a limit): all n-tiles of S and k-steps of P.V unconditional (v2's per-n-tile branches made
-//   each tile's mma chains run one after another), row sums by mma against ones (was 16 fp16->fp32
-//   conversions + 16 adds + shuffles), ex2.approx.ftz instead of exp2f's range fix-up (3 instructions per
-//   exponential), lane-constant ldmatrix and cp.async offsets hoisted out of the tile loop. Tile loop,
-//   ptxas 12.9 sm_90 (dev/sass/loops.py): hd32 421 -> 262 SASS instructions (72 registers both), hd64
-//   930 -> 519 (128 both). Same results in dev/attention-mma-model. Not yet run on a GPU.
 #include "common.cuh"
 
-#define ATTN_MMA_Q_TILE 64    // queries per work item (per block) = ATTN_Q_TILE of attention_varlen.cu
-#define ATTN_MMA_THREADS 128  // threads per block: 4 warps of 16 query rows each
-// Keys per shared-memory tile of K and of V. At head_dim 32 the 32-key tile halves the S accumulator: 72
-// registers instead of 93, so 7 blocks per SM instead of 5 (54.4 -> 50.5 us for 16,343 tokens on an H200,
-// 2026-11-26 07:26 UTC, benches/gpu_kernels.rs; model-only 130.7-132.9k -> 134.2k pairs/s in the same run).
-#define ATTN_MMA_HD32_K_TILE 32
-#define ATTN_MMA_HD64_K_TILE 64
+// constants.cuh: ATTN_Q_TILE queries per work item (per block), ATTN_THREADS threads per block (4 warps of 16
+// query rows), ATTN_MMA_HD32_K_TILE / ATTN_MMA_HD64_K_TILE keys per shared-memory tile of K and of V.
 
 // Minimum resident blocks per SM handed to __launch_bounds__, which caps registers at 65536 / (128 * n):
 // 73 at hd32 (ptxas 12.9 uses 72 without spills; 64 at 8 blocks ran no faster at model level), 128 at hd64
@@ -102,7 +81,7 @@
 #define ATTN_MMA_HD32_MIN_BLOCKS 7
 #define ATTN_MMA_HD64_MIN_BLOCKS 4
 
-static_assert(ATTN_MMA_THREADS == 32 * (ATTN_MMA_Q_TILE / 16), "one warp per 16 query rows");
+static_assert(ATTN_THREADS == 32 * (ATTN_Q_TILE / 16), "one warp per 16 query rows");
 
 #define ATTN_MMA_LOG2E 1.44269504088896340736f
 
@@ -122,14 +101,14 @@ __device__ __forceinline__ float2 unpack_half2(unsigned u) {
 
 // Copies rows 0..ROWS-1 of a [ROWS][D] tile whose row r starts at src + r * row_stride into swizzled shared
 // memory with cp.async (not committed); rows r >= valid are zero-filled, their source clamped to row 0
-// (src-size 0: nothing is read). All ATTN_MMA_THREADS threads call it.
+// (src-size 0: nothing is read). All ATTN_THREADS threads call it.
 template <int D, int ROWS>
 __device__ __forceinline__ void load_tile_async(__half* dst, const __half* src, size_t row_stride, int valid) {
     constexpr int CPR = D / 8;
-    static_assert((ROWS * CPR) % ATTN_MMA_THREADS == 0, "whole chunks per thread");
+    static_assert((ROWS * CPR) % ATTN_THREADS == 0, "whole chunks per thread");
 #pragma unroll
-    for (int i = 0; i < ROWS * CPR / ATTN_MMA_THREADS; ++i) {
-        const int idx = threadIdx.x + i * ATTN_MMA_THREADS;
+    for (int i = 0; i < ROWS * CPR / ATTN_THREADS; ++i) {
+        const int idx = threadIdx.x + i * ATTN_THREADS;
         const int r = idx / CPR, c = idx % CPR;
         const bool ok = r < valid;
         cp_async_16(dst + swizzle<D>(r, c), src + (ok ? (size_t)r * row_stride : 0) + 8 * c, ok ? 16 : 0);
@@ -144,14 +123,14 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
                                                    const int4* __restrict__ work, int num_work, int num_heads,
                                                    float scale) {
     static_assert(D % 32 == 0, "K fragments are loaded 32 dims per ldmatrix.x4");
-    static_assert(ATTN_MMA_Q_TILE == 64 && (KT == 64 || KT == 32), "64-query tiles, 32- or 64-key tiles");
+    static_assert(ATTN_Q_TILE == 64 && (KT == 64 || KT == 32), "64-query tiles, 32- or 64-key tiles");
     constexpr int CPR = D / 8;                     // 16-byte chunks per row
     constexpr int KS_QK = D / 16;                  // k-steps of S = Q.K^T (over head_dim)
     constexpr int NT_S = KT / 8;      // 8-key n-tiles of S per K tile
     constexpr int KS_PV = KT / 16;    // 16-key k-steps of P.V per V tile
     constexpr int NT_O = D / 8;                    // 8-dim n-tiles of O
 
-    __shared__ __align__(16) __half sq[ATTN_MMA_Q_TILE * D];
+    __shared__ __align__(16) __half sq[ATTN_Q_TILE * D];
     __shared__ __align__(16) __half sk[2][KT * D];
     __shared__ __align__(16) __half sv[2][KT * D];
 
@@ -176,7 +155,7 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
     const __half* k_base = q_base + H;
     const __half* v_base = q_base + 2 * H;
 
-    load_tile_async<D, ATTN_MMA_Q_TILE>(sq, q_base + (size_t)q_begin * row_stride, row_stride, q_stop - q_begin);
+    load_tile_async<D, ATTN_Q_TILE>(sq, q_base + (size_t)q_begin * row_stride, row_stride, q_stop - q_begin);
     load_tile_async<D, KT>(sk[0], k_base, row_stride, min(KT, L));
     load_tile_async<D, KT>(sv[0], v_base, row_stride, min(KT, L));
     cp_async_commit();
@@ -325,13 +304,13 @@ __device__ __forceinline__ void attention_mma_impl(const __half* __restrict__ qk
     }
 }
 
-extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_MIN_BLOCKS)
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS, ATTN_MMA_HD32_MIN_BLOCKS)
 attention_mma_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                        const int4* work, int num_work, int num_heads, float scale) {
     attention_mma_impl<32, ATTN_MMA_HD32_K_TILE>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
 }
 
-extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD64_MIN_BLOCKS)
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS, ATTN_MMA_HD64_MIN_BLOCKS)
 attention_mma_hd64_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                        const int4* work, int num_work, int num_heads, float scale) {
     attention_mma_impl<64, ATTN_MMA_HD64_K_TILE>(qkv, ctx, cu_seqlens, out_offsets, work, num_work, num_heads, scale);
@@ -341,26 +320,26 @@ attention_mma_hd64_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, co
 // Same contract as above. What differs: K/V tiles through a ring of STAGES cp.async stages (tiles i+1 ..
 // i+STAGES-1 in flight while tile i is used; commit group i holds tile i, group 0 also Q, groups past the
 // last tile are empty, so cp.async.wait_group STAGES-2 at step i means tile i has landed; static shared
-// memory (ATTN_MMA_Q_TILE + 2 * STAGES * K tile) * D * 2 bytes: 12 KiB at hd32 with 2 stages, 20 KiB with 4
+// memory (ATTN_Q_TILE + 2 * STAGES * K tile) * D * 2 bytes: 12 KiB at hd32 with 2 stages, 20 KiB with 4
 // (attention_mma_v3_s4_hd32_f16), 40 KiB at hd64); all n-tiles of S and k-steps of P.V computed
 // unconditionally (keys past the pair's end are zero K and V rows, P = 0), so no branch splits the mma
 // chains; l is lsum, the C fragment of P times an all-ones B (fp16 1.0 pairs, no load): lsum[0] = lsum[1]
 // = row g's sum, lsum[2] = lsum[3] = row g+8's, complete in every lane (no quad reduction); 2^x by
 // ex2.approx.ftz; lane-constant ldmatrix and cp.async offsets computed once per block.
 
-#define ATTN_MMA_STAGES 2     // K/V tiles in the cp.async ring of attention_mma_v3_hd32_f16 / _hd64_f16
-#define ATTN_MMA_S4_STAGES 4  // ... of attention_mma_v3_s4_hd32_f16
+// ATTN_MMA_STAGES (2) K/V tiles in the cp.async ring of attention_mma_v3_hd32_f16 / _hd64_f16,
+// ATTN_MMA_S4_STAGES (4) in that of attention_mma_v3_s4_hd32_f16: constants.cuh.
 
 // This thread's share of copying one [KT][D] K or V tile, set up once per block: the thread copies chunk
-// c = threadIdx.x % CPR of rows r0 + i * STEP (i < N, STEP = ATTN_MMA_THREADS / CPR). Because STEP is a
+// c = threadIdx.x % CPR of rows r0 + i * STEP (i < N, STEP = ATTN_THREADS / CPR). Because STEP is a
 // multiple of 8, swizzle<D>(r0 + i * STEP, c) = swizzle<D>(r0, c) + i * STEP * D: one shared offset and
 // one global pointer per thread, advanced by a tile per call (no per-chunk index arithmetic in the loop).
 template <int D, int KT>
 struct KvTileCopy {
     static constexpr int CPR = D / 8;
-    static constexpr int STEP = ATTN_MMA_THREADS / CPR;  // rows between this thread's chunks
+    static constexpr int STEP = ATTN_THREADS / CPR;  // rows between this thread's chunks
     static constexpr int N = KT / STEP;                  // chunks per thread per tile
-    static_assert(ATTN_MMA_THREADS % CPR == 0 && KT % STEP == 0 && STEP % 8 == 0, "whole swizzle windows");
+    static_assert(ATTN_THREADS % CPR == 0 && KT % STEP == 0 && STEP % 8 == 0, "whole swizzle windows");
     int r0;        // this thread's first row within a tile
     int dst;       // its shared-memory element offset within a tile
     size_t src;    // its element offset from row 0 of the tile's source (r0 * row_stride + 8c)
@@ -391,7 +370,7 @@ __device__ __forceinline__ void attention_mma_v3_impl(const __half* __restrict__
                                                    const int4* __restrict__ work, int num_work, int num_heads,
                                                    float scale) {
     static_assert(D % 32 == 0, "K fragments are loaded 32 dims per ldmatrix.x4");
-    static_assert(ATTN_MMA_Q_TILE == 64 && (KT == 64 || KT == 32), "64-query tiles, 32- or 64-key tiles");
+    static_assert(ATTN_Q_TILE == 64 && (KT == 64 || KT == 32), "64-query tiles, 32- or 64-key tiles");
     static_assert(STAGES == 2 || STAGES == 4, "a power-of-two ring of at least two stages");
     constexpr int CPR = D / 8;                     // 16-byte chunks per row
     constexpr int KS_QK = D / 16;                  // k-steps of S = Q.K^T (over head_dim)
@@ -399,7 +378,7 @@ __device__ __forceinline__ void attention_mma_v3_impl(const __half* __restrict__
     constexpr int KS_PV = KT / 16;    // 16-key k-steps of P.V per V tile
     constexpr int NT_O = D / 8;                    // 8-dim n-tiles of O
 
-    __shared__ __align__(16) __half sq[ATTN_MMA_Q_TILE * D];
+    __shared__ __align__(16) __half sq[ATTN_Q_TILE * D];
     __shared__ __align__(16) __half sk[STAGES][KT * D];
     __shared__ __align__(16) __half sv[STAGES][KT * D];
 
@@ -424,7 +403,7 @@ __device__ __forceinline__ void attention_mma_v3_impl(const __half* __restrict__
     const __half* k_base = q_base + H;  // row 0 of the pair's K (V: + H)
 
     const KvTileCopy<D, KT> kv(row_stride);
-    load_tile_async<D, ATTN_MMA_Q_TILE>(sq, q_base + (size_t)q_begin * row_stride, row_stride, q_stop - q_begin);
+    load_tile_async<D, ATTN_Q_TILE>(sq, q_base + (size_t)q_begin * row_stride, row_stride, q_stop - q_begin);
 #pragma unroll
     for (int st = 0; st < STAGES - 1; ++st) {  // tiles 0 .. STAGES-2 into stages 0 .. STAGES-2
         if (st == 0 || st * KT < L) {           // block-uniform (L >= 1: tile 0 exists)
@@ -584,7 +563,7 @@ __device__ __forceinline__ void attention_mma_v3_impl(const __half* __restrict__
     }
 }
 
-extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_MIN_BLOCKS)
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS, ATTN_MMA_HD32_MIN_BLOCKS)
 attention_mma_v3_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                        const int4* work, int num_work, int num_heads, float scale) {
     attention_mma_v3_impl<32, ATTN_MMA_HD32_K_TILE, ATTN_MMA_STAGES>(qkv, ctx, cu_seqlens, out_offsets, work,
@@ -593,14 +572,14 @@ attention_mma_v3_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens,
 
 // The hd32 kernel with a 4-stage K/V ring, so a ~114-token pair's four tiles are all requested before the
 // first is used (2 stages: each tile's copy starts one tile earlier).
-extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD32_MIN_BLOCKS)
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS, ATTN_MMA_HD32_MIN_BLOCKS)
 attention_mma_v3_s4_hd32_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                           const int4* work, int num_work, int num_heads, float scale) {
     attention_mma_v3_impl<32, ATTN_MMA_HD32_K_TILE, ATTN_MMA_S4_STAGES>(qkv, ctx, cu_seqlens, out_offsets, work,
                                                                     num_work, num_heads, scale);
 }
 
-extern "C" __global__ void __launch_bounds__(ATTN_MMA_THREADS, ATTN_MMA_HD64_MIN_BLOCKS)
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS, ATTN_MMA_HD64_MIN_BLOCKS)
 attention_mma_v3_hd64_f16(const __half* qkv, __half* ctx, const int* cu_seqlens, const int* out_offsets,
                        const int4* work, int num_work, int num_heads, float scale) {
     attention_mma_v3_impl<64, ATTN_MMA_HD64_K_TILE, ATTN_MMA_STAGES>(qkv, ctx, cu_seqlens, out_offsets, work,

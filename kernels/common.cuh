@@ -13,18 +13,13 @@
 //     pointer 16-byte aligned, gridDim.x * blockDim.x < 2^30; see that section.
 //   * Each LayerNorm kernel picks the layout itself and writes out the half2 layout's row loop (a shared
 //     dispatcher, tried on 2026-12-02, changed the PTX of the GPU-verified entries: kernels/VERIFIED.tsv).
-//
-// v1: warp/block sums, half2 <-> float2, erf-GELU, two-pass register LayerNorm.
-// v2: half_vec (16-byte vectors of fp16 pairs) for bias_gelu; the 16-byte LayerNorm layout with the next
-//     row prefetched (lanes_sum over L-lane groups). The half2 LayerNorm helpers and gelu_erf are unchanged.
-// v3: gelu_erf by Abramowitz & Stegun 7.1.26 (as the CPU path) instead of erff.
 #pragma once
 #include <cuda_fp16.h>
 
+#include "constants.cuh"
+
 #define XENC_FULL_MASK 0xffffffffu
 
-// Register budget of the LayerNorm kernels: 16 pairs (32 values) per thread covers H = 1024 at blockDim.x = 32.
-#define LN_MAX_PAIRS_PER_LANE 16  // half2 pairs per lane: H <= 1024
 
 __device__ __forceinline__ float neg_inf_f32() { return -__int_as_float(0x7f800000); }
 
@@ -107,11 +102,11 @@ __device__ __forceinline__ float gelu_erf(float v) {
 // Math as in the half2 layout below: a + b + c in fp32, two-pass mean and variance over the held values,
 // shuffles among the row's lanes only; each lane writes only the elements it read itself.
 
-// 16-byte vectors (8 values) per lane: H <= 512; H = 384 is L = 32, one row per warp.
-#define LN_WIDE_VECS_PER_LANE 2
+// LN_WIDE_VECS_PER_LANE (constants.cuh) 16-byte vectors (8 values) per lane: H <= 512; H = 384 is L = 32,
+// one row per warp.
 
 // Lanes per row of the wide layout: the fewest (a power of two) holding HV vectors at LN_WIDE_VECS_PER_LANE
-// each. `layernorm_rows_per_warp` in src/cuda/plan.rs mirrors it.
+// each. `layernorm_rows_per_warp` in src/cuda/plan/launch.rs mirrors it.
 __device__ __forceinline__ int ln_wide_lanes(int HV) {
     int L = 1;
     while (L < 32 && L * LN_WIDE_VECS_PER_LANE < HV) L <<= 1;

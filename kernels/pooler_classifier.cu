@@ -20,20 +20,8 @@
 //   the H-long dot products (half2 stride 32), each weight pair loaded once for the group, and reduce with
 //   shuffles. Warps then compute the group's logits one (pair, label) each. A pair's arithmetic (the
 //   order of every sum) does not depend on the other pairs of its group or on where the group starts.
-//
-// v1: warp-per-output dot products, fp32 pooled in dynamic shared memory (71 µs for 143 pairs of 384 with
-//     256 threads on an H200: 48 dependent dot products per warp).
-// v2: launched with 1024 threads (12 outputs per warp at H = 384), dot-product loop unrolled (36 µs for
-//     143 pairs on an H100, 2026-11-26: every block reads all of wp, 295 KB, for one pair).
-// v3: POOLER_PAIRS pairs per block: wp is read once per group, and each lane has POOLER_PAIRS independent
-//     sums in flight instead of one (25.5 us for 143 pairs on an H200, 07:26 UTC 2026-11-26: still one
-//     output's 6 dependent-latency weight loads after another, 12 outputs per warp).
-// v4 (pooler_classifier_v4_f16, an A/B candidate): POOLER_OUTPUTS outputs per warp at once, the k loop
-//     unrolled by 3: 12 independent weight loads per lane in flight instead of 2. Same sums in the same order
-//     per (pair, output) as v3. Not yet run on a GPU.
 #include "common.cuh"
 
-#define POOLER_PAIRS 4
 #define POOLER_OUTPUTS 4  // pooler outputs a warp of the v4 entry computes at once
 
 // V4: the candidate's pooled loop (POOLER_OUTPUTS outputs per warp at once) instead of the default's.
@@ -138,13 +126,13 @@ __device__ __forceinline__ void pooler_classifier_impl(const __half* x_cls, cons
     }
 }
 
-extern "C" __global__ void __launch_bounds__(1024)
+extern "C" __global__ void __launch_bounds__(POOLER_THREADS)
 pooler_classifier_f16(const __half* x_cls, const __half* wp, const __half* bp, const __half* wc,
                       const __half* bc, float* logits, int n, int H, int L) {
     pooler_classifier_impl<false>(x_cls, wp, bp, wc, bc, logits, n, H, L);
 }
 
-extern "C" __global__ void __launch_bounds__(1024)
+extern "C" __global__ void __launch_bounds__(POOLER_THREADS)
 pooler_classifier_v4_f16(const __half* x_cls, const __half* wp, const __half* bp, const __half* wc,
                          const __half* bc, float* logits, int n, int H, int L) {
     pooler_classifier_impl<true>(x_cls, wp, bp, wc, bc, logits, n, H, L);

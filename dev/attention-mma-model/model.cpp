@@ -217,7 +217,7 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
                 continue;
             }
             for (int q0 = 0; q0 < lens[p];) {
-                const int step = tiles == Tiles::Random ? 1 + rng() % ATTN_MMA_Q_TILE : ATTN_MMA_Q_TILE;
+                const int step = tiles == Tiles::Random ? 1 + rng() % ATTN_Q_TILE : ATTN_Q_TILE;
                 const int q1 = std::min(lens[p], q0 + step);
                 if (tiles == Tiles::Partial && rng() % 3 == 0) {
                     ++dropped;
@@ -235,7 +235,7 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
     const float scale = 1.0f / std::sqrt((float)D);
     const int num_work = work.size();
     const unsigned grid = num_work + 3;  // blocks past num_work must be no-ops
-    launch(grid, ATTN_MMA_THREADS, [&] {
+    launch(grid, ATTN_THREADS, [&] {
         const auto args = std::make_tuple(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
         if (entry == Entry::V3S4) std::apply(attention_mma_v3_s4_hd32_f16, args);
         else if (entry == Entry::V3) std::apply(D == 32 ? attention_mma_v3_hd32_f16 : attention_mma_v3_hd64_f16, args);

@@ -178,7 +178,17 @@ mod tests {
         on_disk.sort();
         assert_eq!(kernel_file_names(), on_disk);
         for f in KERNEL_FILES {
-            assert!(!f.source.contains("#include \"common.cuh\""), "{}", f.name);
+            for header in ["common.cuh", "constants.cuh", "mma_ptx.cuh"] {
+                let include = format!("#include \"{header}\"");
+                assert!(!f.source.contains(&include), "{}: {include}", f.name);
+            }
+            // Each header once, though common.cuh and the .cu file may both include it.
+            assert_eq!(
+                f.source.matches("#define ATTN_Q_TILE").count(),
+                1,
+                "{}",
+                f.name
+            );
             assert!(
                 f.source.contains("layernorm_shape_ok")
                     && f.source.contains("#include <cuda_fp16.h>")

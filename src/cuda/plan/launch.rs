@@ -66,8 +66,8 @@ pub fn layernorm_launch_on(rows: usize, h: usize, sm_count: u32) -> Result<Launc
 }
 
 /// bias_gelu: [`ELEMENTWISE_THREADS`] threads, each owning one column of 16-byte groups (or half2 pairs when
-/// n % 8 != 0) and [`BIAS_GELU_GROUPS_PER_THREAD`] rows of it per iteration; at most one full wave,
-/// [`BIAS_GELU_BLOCKS_PER_SM`] blocks per SM, that loops down the rows. n even, rows · n ≤ 2^31 - 1.
+/// n % 8 != 0) that it walks down; a grid sized for [`BIAS_GELU_GRID_VECTORS_PER_THREAD`] vectors per
+/// thread, at most one full wave of [`BIAS_GELU_BLOCKS_PER_SM`] blocks per SM. n even, rows · n ≤ 2^31 - 1.
 pub fn bias_gelu_launch(rows: usize, n: usize, sm_count: u32) -> Result<Launch, String> {
     if n == 0 || !n.is_multiple_of(2) {
         return Err(format!("row width {n} must be even and positive"));
@@ -79,7 +79,7 @@ pub fn bias_gelu_launch(rows: usize, n: usize, sm_count: u32) -> Result<Launch, 
     } else {
         elems / 2
     };
-    let per_block = ELEMENTWISE_THREADS as usize * BIAS_GELU_GROUPS_PER_THREAD;
+    let per_block = ELEMENTWISE_THREADS as usize * BIAS_GELU_GRID_VECTORS_PER_THREAD;
     let cap = (sm_count.max(1) * BIAS_GELU_BLOCKS_PER_SM) as usize;
     Ok(Launch {
         grid: vectors.div_ceil(per_block).min(cap) as u32,
@@ -87,15 +87,6 @@ pub fn bias_gelu_launch(rows: usize, n: usize, sm_count: u32) -> Result<Launch, 
         shared_mem_bytes: 0,
     })
 }
-
-/// gemm_bias_gelu's tile: rows and columns of y per block, K per pipeline stage, threads (`GBG_*` in
-/// kernels/gemm_bias_gelu.cu).
-pub const GBG_BM: usize = 128;
-pub const GBG_BN: usize = 128;
-pub const GBG_BK: usize = 32;
-pub const GBG_THREADS: u32 = 256;
-/// Threads of the 64 x 64-warp entry (`GBG_W64_THREADS`).
-pub const GBG_W64_THREADS: u32 = 128;
 
 /// gemm_bias_gelu (`y[rows, n] = gelu_erf(x[rows, k] · w[n, k]ᵀ + b)`): one block per 128 x 128 tile of y,
 /// 1-D, `threads` per block ([`GBG_THREADS`] or [`GBG_W64_THREADS`], the entry's warp layout). Needs
@@ -154,9 +145,6 @@ pub fn attention_launch(num_work: usize, head_dim: usize) -> Result<Launch, Stri
     })
 }
 
-/// Pairs per block of pooler_classifier (`POOLER_PAIRS` in kernels/pooler_classifier.cu).
-pub const POOLER_PAIRS: usize = 4;
-
 /// pooler_classifier: one block per [`POOLER_PAIRS`] pairs, `2 · POOLER_PAIRS · H` fp32 of dynamic shared
 /// memory (the group's [CLS] rows and pooled vectors): H ≤ 1536 within the default 48 KiB (BERT-large's
 /// 1024 included; wider models run on the CPU).
@@ -212,7 +200,6 @@ pub fn check_aligned(what: &str, addr: u64, align: u64) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::kernel_define;
     use super::*;
 
     /// `layernorm_rows_per_warp` mirrors `ln_wide_lanes` of kernels/common.cuh: 32 / L rows, L the fewest
@@ -248,22 +235,18 @@ mod tests {
     }
 
     /// kernels/attention_mma.cu runs on the same work items and launch shape as attention_varlen.cu
-    /// (same query tile, same block, static shared memory only, within the default 48 KiB), so
-    /// [`attention_launch`] serves both kernels.
-
+    /// (same query tile and block: ATTN_Q_TILE and ATTN_THREADS of constants.cuh, static shared memory
+    /// only, within the default 48 KiB), so [`attention_launch`] serves both kernels.
     #[test]
     fn mma_attention_shares_the_launch_shape() {
-        let f = "attention_mma.cu";
-        assert_eq!(kernel_define(f, "ATTN_MMA_Q_TILE"), ATTN_Q_TILE);
-        assert_eq!(kernel_define(f, "ATTN_MMA_THREADS"), ATTN_THREADS as usize);
-        for d in ATTN_HEAD_DIMS {
-            let k_tile = kernel_define(f, &format!("ATTN_MMA_HD{d}_K_TILE"));
+        assert_eq!(ATTN_THREADS as usize, 2 * ATTN_Q_TILE);
+        for (d, k_tile) in [(32, ATTN_MMA_HD32_K_TILE), (64, ATTN_MMA_HD64_K_TILE)] {
             assert!(k_tile == 32 || k_tile == 64, "hd{d}: K tile {k_tile}");
-            // The Q tile and STAGES K and STAGES V tiles, fp16: the kernel's __shared__ arrays (the
-            // 4-stage A/B entry exists at head_dim 32 only).
-            let mut stages = vec![kernel_define(f, "ATTN_MMA_STAGES")];
+            // The Q tile and STAGES K and STAGES V tiles, fp16: the kernel's __shared__ arrays (2 stages
+            // for the default entries and v3's, 4 for v3's 4-stage entry at head_dim 32 only).
+            let mut stages = vec![2, ATTN_MMA_STAGES];
             if d == 32 {
-                stages.push(kernel_define(f, "ATTN_MMA_S4_STAGES"));
+                stages.push(ATTN_MMA_S4_STAGES);
             }
             for s in stages {
                 let smem = (ATTN_Q_TILE + 2 * s * k_tile) * d * 2;
@@ -339,31 +322,9 @@ mod tests {
             gemm_bias_gelu_launch(5, 48, 128, 256).is_err()
                 && gemm_bias_gelu_launch(5, 64, 100, 256).is_err()
         );
-        let f = "gemm_bias_gelu.cu";
-        assert_eq!(
-            [
-                kernel_define(f, "GBG_BM"),
-                kernel_define(f, "GBG_BN"),
-                kernel_define(f, "GBG_BK"),
-                kernel_define(f, "GBG_THREADS"),
-                kernel_define(f, "GBG_W64_THREADS"),
-            ],
-            [
-                GBG_BM,
-                GBG_BN,
-                GBG_BK,
-                GBG_THREADS as usize,
-                GBG_W64_THREADS as usize
-            ]
-        );
-        // The three stages of both tiles are the kernel's static shared memory: within 48 KiB.
-        let stages = kernel_define(f, "GBG_STAGES");
-        assert!(stages * (GBG_BM + GBG_BN) * GBG_BK * 2 <= MAX_DEFAULT_SHARED_BYTES);
+        // The stages of both tiles are the kernel's static shared memory: within 48 KiB.
+        const { assert!(GBG_STAGES * (GBG_BM + GBG_BN) * GBG_BK * 2 <= MAX_DEFAULT_SHARED_BYTES) };
         assert!(pooler_launch(5, 1536).is_ok() && pooler_launch(5, 1538).is_err());
-        assert_eq!(
-            kernel_define("pooler_classifier.cu", "POOLER_PAIRS"),
-            POOLER_PAIRS
-        );
         assert!(pooler_launch(5, 13000).is_err());
         assert!(pooler_launch(5, 7).is_err());
 

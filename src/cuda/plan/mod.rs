@@ -13,32 +13,31 @@ pub use launch::*;
 pub use layout::*;
 pub use work::*;
 
-/// Queries per attention work item: `ATTN_Q_TILE` in kernels/attention_varlen.cu (a test parses it).
-pub const ATTN_Q_TILE: usize = 64;
-/// Threads per attention block, exactly: `ATTN_THREADS` in kernels/attention_varlen.cu.
-pub const ATTN_THREADS: u32 = 128;
-/// Half2 pairs one lane of a LayerNorm kernel holds: `LN_MAX_PAIRS_PER_LANE` in kernels/common.cuh.
-/// One warp owns a row, so H ≤ 64 · LN_MAX_PAIRS_PER_LANE = 1024.
-pub const LN_MAX_PAIRS_PER_LANE: usize = 16;
+// The numbers the kernels and the launchers share (ATTN_Q_TILE, ATTN_THREADS, LN_*, BIAS_GELU_ROWS, GBG_*,
+// POOLER_*, ...): kernels/constants.cuh, turned into Rust by build.rs.
+include!(concat!(env!("OUT_DIR"), "/kernel_constants.rs"));
+
 /// Threads per LayerNorm block: 4 warps, each one row at a time (half2 layout) or 32 / L rows (16-byte
 /// layout, see [`layernorm_rows_per_warp`]).
 pub const LN_THREADS: u32 = 128;
-/// 16-byte vectors one lane of a LayerNorm kernel holds in the 16-byte layout: `LN_WIDE_VECS_PER_LANE` in
-/// kernels/common.cuh. That layout serves H % 8 == 0, H ≤ 8 · 32 · LN_WIDE_VECS_PER_LANE = 512.
-pub const LN_WIDE_VECS_PER_LANE: usize = 2;
-/// Resident [`LN_THREADS`]-blocks per SM of the LayerNorm kernels: their `__launch_bounds__(1024)` caps
-/// registers at 64, and 8 · 128 threads · 64 registers fill the 64 K registers of an SM. A grid of this many
-/// blocks per SM is one full wave in which every warp loops over rows, loading its next row early.
+/// Resident [`LN_THREADS`]-blocks per SM of the LayerNorm kernels: their
+/// `__launch_bounds__(ROWWISE_MAX_THREADS)` caps registers at 64, and 8 · 128 threads · 64 registers fill the
+/// 64 K registers of an SM. A grid of this many blocks per SM is one full wave in which every warp loops
+/// over rows, loading its next row early.
 pub const LN_BLOCKS_PER_SM: u32 = 8;
 /// Resident [`ELEMENTWISE_THREADS`]-blocks per SM of bias_gelu (64 registers at most, as above: 4 · 256).
 pub const BIAS_GELU_BLOCKS_PER_SM: u32 = 4;
-/// 16-byte groups a bias_gelu thread has in flight per iteration (two rows of its column).
-pub const BIAS_GELU_GROUPS_PER_THREAD: usize = 2;
+/// 16-byte vectors (or half2 pairs) per thread that bias_gelu's grid is sized for below one full wave
+/// (e.g. the last layer's [CLS] rows). Not [`BIAS_GELU_ROWS`], the rows a thread loads per iteration: that
+/// went from 2 to 4 in bias_gelu v5 (docs/gpu-perf-notes.md) while the grid kept this sizing, and every GPU
+/// run since measured it so. A thread given 2 rows runs the kernel's one-row tail loop twice; sizing for
+/// BIAS_GELU_ROWS would halve such grids and has not been measured (large launches are one full wave
+/// either way).
+pub const BIAS_GELU_GRID_VECTORS_PER_THREAD: usize = 2;
 /// Alignment of every tensor in the one fp16 weight allocation.
 pub const WEIGHT_ALIGN_BYTES: usize = 256;
-/// Threads per block of the elementwise kernels (bias_gelu, gather_rows) and of the pooler.
+/// Threads per block of the elementwise kernels (bias_gelu, gather_rows).
 pub const ELEMENTWISE_THREADS: u32 = 256;
-pub const POOLER_THREADS: u32 = 1024;
 /// Grid-stride kernels get at most this many blocks per SM: enough to fill it, no more.
 pub const BLOCKS_PER_SM: u32 = 8;
 /// Shared memory a kernel may take without opting in: the pooler's dynamic `2 · POOLER_PAIRS · H` floats
@@ -49,59 +48,79 @@ pub const MAX_DEFAULT_SHARED_BYTES: usize = 48 * 1024;
 mod tests {
     use super::*;
 
-    pub(super) fn kernel_define(file: &str, name: &str) -> usize {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("kernels")
-            .join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        text.lines()
-            .find_map(|l| {
-                let mut w = l.split_whitespace();
-                (w.next() == Some("#define") && w.next() == Some(name))
-                    .then(|| w.next().unwrap().parse().unwrap())
+    fn kernel_sources() -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+        let mut v: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cu" || x == "cuh"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                (name, std::fs::read_to_string(&p).unwrap())
             })
-            .unwrap_or_else(|| panic!("#define {name} not found in {}", path.display()))
+            .collect();
+        v.sort();
+        v
     }
 
+    /// kernels/constants.cuh is the one source of its numbers: no other kernel file defines one of its
+    /// names again, every name is used by a kernel, and every kernel file sees it (through common.cuh).
     #[test]
-    fn constants_match_the_kernel_sources() {
-        assert_eq!(
-            kernel_define("attention_varlen.cu", "ATTN_Q_TILE"),
-            ATTN_Q_TILE
-        );
-        assert_eq!(
-            kernel_define("attention_varlen.cu", "ATTN_THREADS"),
-            ATTN_THREADS as usize
-        );
-        assert_eq!(
-            kernel_define("common.cuh", "LN_MAX_PAIRS_PER_LANE"),
-            LN_MAX_PAIRS_PER_LANE
-        );
-        assert_eq!(
-            kernel_define("common.cuh", "LN_WIDE_VECS_PER_LANE"),
-            LN_WIDE_VECS_PER_LANE
-        );
+    fn shared_constants_have_one_source() {
+        let sources = kernel_sources();
+        let constants = &sources
+            .iter()
+            .find(|(n, _)| n == "constants.cuh")
+            .unwrap()
+            .1;
+        let names: Vec<&str> = constants
+            .lines()
+            .filter_map(|l| l.strip_prefix("#define "))
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert!(names.len() >= 15, "{names:?}");
+        for name in &names {
+            let mut used = false;
+            for (file, text) in sources.iter().filter(|(n, _)| n != "constants.cuh") {
+                let redefined = text.lines().any(|l| {
+                    let mut w = l.split_whitespace();
+                    w.next() == Some("#define") && w.next() == Some(name)
+                });
+                assert!(!redefined, "{file} defines {name} again");
+                used |= text.contains(name);
+            }
+            assert!(used, "{name} is used by no kernel");
+        }
+        for (file, text) in &sources {
+            if file.ends_with(".cu") {
+                assert!(text.contains("#include \"common.cuh\""), "{file}");
+            }
+        }
+        assert!(sources
+            .iter()
+            .any(|(n, t)| n == "common.cuh" && t.contains("#include \"constants.cuh\"")));
     }
 
-    /// The one-wave grids assume the kernels' `__launch_bounds__(1024)`: at most 64 registers per thread,
-    /// so the planned blocks per SM are resident together on every SM with 64 K registers.
+    /// The one-wave grids assume the row-wise kernels' `__launch_bounds__(ROWWISE_MAX_THREADS)`: at most
+    /// 64 registers per thread, so the planned blocks per SM are resident together on every SM with 64 K
+    /// registers.
     #[test]
     fn one_wave_grids_fit_the_register_file() {
+        let sources = kernel_sources();
         for f in [
             "add_bias_layernorm.cu",
             "embed_layernorm.cu",
             "bias_gelu.cu",
         ] {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("kernels")
-                .join(f);
-            let text = std::fs::read_to_string(path).unwrap();
-            assert!(
-                text.contains("extern \"C\" __global__ void __launch_bounds__(1024)\n"),
-                "{f}"
-            );
+            let text = &sources.iter().find(|(n, _)| n == f).unwrap().1;
+            let entries = text.matches("extern \"C\" __global__ void").count();
+            let bounded = text
+                .matches("extern \"C\" __global__ void __launch_bounds__(ROWWISE_MAX_THREADS)\n")
+                .count();
+            assert_eq!(bounded, entries, "{f}");
         }
-        let max_regs = 65536 / 1024;
+        let max_regs = 65536 / ROWWISE_MAX_THREADS;
+        assert_eq!(max_regs, 64);
         assert!(LN_BLOCKS_PER_SM * LN_THREADS * max_regs <= 65536);
         assert!(BIAS_GELU_BLOCKS_PER_SM * ELEMENTWISE_THREADS * max_regs <= 65536);
     }
