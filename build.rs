@@ -11,6 +11,13 @@
 //! Output: $OUT_DIR/xenc_kernels.rs (included by src/cuda/modules.rs) and the files it embeds, and
 //! $OUT_DIR/kernel_constants.rs: kernels/constants.cuh as Rust constants (included by src/cuda/plan/mod.rs),
 //! so the kernels and the launchers take tile sizes and block sizes from one file.
+//!
+//! What it did is written down, not shouted: which compiler built which kernels for which archs, and
+//! ptxas's registers, shared memory and spills per entry point, go to $OUT_DIR/kernel_build.txt, which the
+//! crate embeds (`xenc::cuda::kernels::build_status()`; `scripts/check-kernels.sh` prints the same table)
+//! and which XENC_BUILD_VERBOSE=1 also prints as cargo warnings. Plain `cargo:warning`s are kept for what
+//! needs attention: no working compiler (the kernels will be compiled at first use), a compiler that fails
+//! its probe, and spills.
 
 #[path = "src/cuda/nvrtc.rs"]
 mod nvrtc;
@@ -21,7 +28,8 @@ use std::{env, fs, process::Command};
 const SASS_ARCHS: [u32; 4] = [80, 86, 89, 90];
 const PTX_ARCH: u32 = 90;
 const ENV_VARS: &str =
-    "XENC_KERNEL_COMPILER XENC_NVRTC_LIB XENC_CUDA_INCLUDE CUDA_HOME CUDA_PATH PATH";
+    "XENC_KERNEL_COMPILER XENC_NVRTC_LIB XENC_CUDA_INCLUDE XENC_BUILD_VERBOSE CUDA_HOME \
+    CUDA_PATH PATH";
 const PROBE: &str = "#include <cuda_fp16.h>\n\
     extern \"C\" __global__ void probe(__half* p) { p[0] = __float2half(1.0f); }\n";
 
@@ -59,18 +67,40 @@ fn main() {
     }
     let names: Vec<&str> = kernels.iter().map(|k| k.stem.as_str()).collect();
     let names = names.join(", ");
+    let mut status = Vec::new();
     match &built {
         Some(b) => {
             let archs: Vec<String> = SASS_ARCHS.iter().map(|a| format!("sm_{a}")).collect();
             let archs = archs.join(", ");
-            warn(&format!("kernels: {} built {names} for {archs} + compute_{PTX_ARCH} PTX", b.compiler));
-            ptxas_summary(&b.ptxas_log).iter().for_each(|l| warn(l));
+            status.push(format!(
+                "kernels: {} built {names} for {archs} + compute_{PTX_ARCH} PTX",
+                b.compiler
+            ));
+            for line in ptxas_summary(&b.ptxas_log) {
+                if spills(&line) {
+                    warn(&format!("kernels spill registers: {line}"));
+                }
+                status.push(line);
+            }
         }
-        None => warn(&format!(
-            "kernels: no working nvcc or NVRTC at build time (XENC_NVRTC_LIB may name a libnvrtc.so.*); \
-             embedding the sources of {names}: NVRTC compiles them at first use"
-        )),
+        None => {
+            let why = match forced.as_str() {
+                "" => "no working nvcc or NVRTC at build time (XENC_NVRTC_LIB may name a libnvrtc.so.*)",
+                _ => "no compiler tried or working (XENC_KERNEL_COMPILER)",
+            };
+            let msg = format!(
+                "kernels: {why}; embedding the sources of {names}: NVRTC compiles them at first use"
+            );
+            if forced.is_empty() {
+                warn(&msg);
+            }
+            status.push(msg);
+        }
     }
+    if env::var("XENC_BUILD_VERBOSE").is_ok_and(|v| v == "1") {
+        status.iter().for_each(|l| warn(l));
+    }
+    fs::write(out.join("kernel_build.txt"), status.join("\n") + "\n").expect("OUT_DIR is writable");
     write_generated(&out, &kernels, built.as_ref());
     let constants = constants_rs(Path::new("kernels/constants.cuh"));
     fs::write(out.join("kernel_constants.rs"), constants).expect("OUT_DIR is writable");
@@ -347,6 +377,14 @@ fn with_nvrtc(kernels: &[Kernel]) -> Option<Built> {
         images,
         ptxas_log,
     })
+}
+
+/// Whether a line of [`ptxas_summary`] reports spill stores or loads ("N bytes spill ..." with N > 0).
+fn spills(line: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(3)
+        .any(|w| w[1] == "bytes" && w[2] == "spill" && w[0] != "0")
 }
 
 /// One line per entry point at sm_90 from `ptxas -v` output: spills, registers, shared memory.

@@ -56,7 +56,7 @@ pub mod kernels {
         linear_bias_gelu, linear_lt, lt_algorithms, pooler_classifier, pooler_classifier_with,
         AttentionKernel, FfnIn, GbgWarps, Pooler, Residual,
     };
-    pub use super::modules::{build_summary, kernel_file_names};
+    pub use super::modules::{build_status, build_summary, kernel_file_names};
     pub use super::plan::ENTRIES;
     pub use super::weights::{fp16_image, DeviceWeights};
     pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};

@@ -45,6 +45,13 @@ pub fn build_summary() -> String {
     }
 }
 
+/// What build.rs did with the kernels, one line each: the compiler and archs, then ptxas's stack, spills,
+/// registers and shared memory per entry point at sm_90 (or why nothing was compiled). build.rs prints it
+/// only with XENC_BUILD_VERBOSE=1; the build output itself warns only of problems (no compiler, spills).
+pub fn build_status() -> &'static str {
+    include_str!(concat!(env!("OUT_DIR"), "/kernel_build.txt"))
+}
+
 /// Names of the kernel files compiled into this binary.
 pub fn kernel_file_names() -> Vec<&'static str> {
     KERNEL_FILES.iter().map(|f| f.name).collect()
@@ -197,7 +204,12 @@ mod tests {
                 assert!(!img.bytes.is_empty(), "{}: {:?}", f.name, img.kind);
             }
         }
-        println!("kernels: {}", build_summary());
+        println!("kernels: {}\n{}", build_summary(), build_status());
+        assert!(
+            build_status().starts_with("kernels: "),
+            "{}",
+            build_status()
+        );
     }
 
     #[test]
