@@ -2,8 +2,10 @@
 //!
 //! embed_layernorm → per layer: QKV GEMM (+bias, cuBLASLt epilogue) → attention_varlen → out-proj GEMM
 //! → add_bias_residual_layernorm → FFN-in GEMM → bias_gelu (or both in gemm_bias_gelu with
-//! `XENC_FFN_IN=fused`) → FFN-out GEMM → add_bias_residual_layernorm. With `XENC_RESIDUAL=gemm` the
+//! [`CudaOptions::ffn_in`](crate::CudaOptions::ffn_in) = fused) → FFN-out GEMM →
+//! add_bias_residual_layernorm. With [`CudaOptions::residual`](crate::CudaOptions::residual) = gemm the
 //! out-proj and FFN-out GEMMs add bias and residual into the hidden rows and layernorm normalises them.
+//! Which entry point each kernel launch runs is `plan`'s choice (`forward_entries` lists them).
 //! In the last layer, once Q, K, V exist for all T rows, only the n [CLS] rows go on (gather_rows,
 //! attention in ClsOnly mode). Then pooler_classifier → fp32 logits. Every buffer comes from
 //! [`Activations`], allocated once for the token budget.
@@ -205,7 +207,7 @@ pub(crate) fn enqueue(
 
 /// The end of a sub-layer: `x = LayerNorm(input · weightᵀ + bias + x)` over `rows` rows, input `[rows, k]`,
 /// x `[rows, h]`; `wbgb` = weight `[h, k]`, bias, LayerNorm gamma and beta. Where the residual is added is
-/// `residual` (`XENC_RESIDUAL`): by the LayerNorm, reading the GEMM's output from the `proj` scratch rows,
+/// `residual` ([`CudaOptions::residual`](crate::CudaOptions::residual)): by the LayerNorm, reading the GEMM's output from the `proj` scratch rows,
 /// or by the GEMM itself into x. Laps `stages.0` after the GEMM and `stages.1` after the LayerNorm.
 #[allow(clippy::too_many_arguments)]
 fn project_add_norm(
