@@ -8,7 +8,8 @@
 //!
 //! ```
 //! use xenc::{AttentionKernel, CudaOptions};
-//! let opts = CudaOptions { attention: "simt".parse()?, ..CudaOptions::default() };
+//! let mut opts = CudaOptions::default(); // non_exhaustive: set fields on the default
+//! opts.attention = "simt".parse()?;
 //! assert_eq!(opts.attention, AttentionKernel::Simt);
 //! assert!("fast".parse::<AttentionKernel>().is_err());
 //! # Ok::<(), xenc::Error>(())
