@@ -8,7 +8,16 @@
 //! kept) are embedded in every case, as the run-time last resort. A compiler that cannot build a tiny
 //! probe is "not working" (a warning, then the next path); a kernel that fails with a working compiler
 //! fails the build. XENC_KERNEL_COMPILER=nvcc|nvrtc|none forces one path.
-//! Output: $OUT_DIR/xenc_kernels.rs (included by src/cuda/modules.rs) and the files it embeds.
+//! Output: $OUT_DIR/xenc_kernels.rs (included by src/cuda/modules.rs) and the files it embeds, and
+//! $OUT_DIR/kernel_constants.rs: kernels/constants.cuh as Rust constants (included by src/cuda/plan/mod.rs),
+//! so the kernels and the launchers take tile sizes and block sizes from one file.
+//!
+//! What it did is written down, not shouted: which compiler built which kernels for which archs, and
+//! ptxas's registers, shared memory and spills per entry point, go to $OUT_DIR/kernel_build.txt, which the
+//! crate embeds (`xenc::cuda::kernels::build_status()`; `scripts/check-kernels.sh` prints the same table)
+//! and which XENC_BUILD_VERBOSE=1 also prints as cargo warnings. Plain `cargo:warning`s are kept for what
+//! needs attention: no working compiler (the kernels will be compiled at first use), a compiler that fails
+//! its probe, and spills.
 
 #[path = "src/cuda/nvrtc.rs"]
 mod nvrtc;
@@ -19,7 +28,8 @@ use std::{env, fs, process::Command};
 const SASS_ARCHS: [u32; 4] = [80, 86, 89, 90];
 const PTX_ARCH: u32 = 90;
 const ENV_VARS: &str =
-    "XENC_KERNEL_COMPILER XENC_NVRTC_LIB XENC_CUDA_INCLUDE CUDA_HOME CUDA_PATH PATH";
+    "XENC_KERNEL_COMPILER XENC_NVRTC_LIB XENC_CUDA_INCLUDE XENC_BUILD_VERBOSE CUDA_HOME \
+    CUDA_PATH PATH";
 const PROBE: &str = "#include <cuda_fp16.h>\n\
     extern \"C\" __global__ void probe(__half* p) { p[0] = __float2half(1.0f); }\n";
 
@@ -57,19 +67,43 @@ fn main() {
     }
     let names: Vec<&str> = kernels.iter().map(|k| k.stem.as_str()).collect();
     let names = names.join(", ");
+    let mut status = Vec::new();
     match &built {
         Some(b) => {
             let archs: Vec<String> = SASS_ARCHS.iter().map(|a| format!("sm_{a}")).collect();
             let archs = archs.join(", ");
-            warn(&format!("kernels: {} built {names} for {archs} + compute_{PTX_ARCH} PTX", b.compiler));
-            ptxas_summary(&b.ptxas_log).iter().for_each(|l| warn(l));
+            status.push(format!(
+                "kernels: {} built {names} for {archs} + compute_{PTX_ARCH} PTX",
+                b.compiler
+            ));
+            for line in ptxas_summary(&b.ptxas_log) {
+                if spills(&line) {
+                    warn(&format!("kernels spill registers: {line}"));
+                }
+                status.push(line);
+            }
         }
-        None => warn(&format!(
-            "kernels: no working nvcc or NVRTC at build time (XENC_NVRTC_LIB may name a libnvrtc.so.*); \
-             embedding the sources of {names}: NVRTC compiles them at first use"
-        )),
+        None => {
+            let why = match forced.as_str() {
+                "" => "no working nvcc or NVRTC at build time (XENC_NVRTC_LIB may name a libnvrtc.so.*)",
+                _ => "no compiler tried or working (XENC_KERNEL_COMPILER)",
+            };
+            let msg = format!(
+                "kernels: {why}; embedding the sources of {names}: NVRTC compiles them at first use"
+            );
+            if forced.is_empty() {
+                warn(&msg);
+            }
+            status.push(msg);
+        }
     }
+    if env::var("XENC_BUILD_VERBOSE").is_ok_and(|v| v == "1") {
+        status.iter().for_each(|l| warn(l));
+    }
+    fs::write(out.join("kernel_build.txt"), status.join("\n") + "\n").expect("OUT_DIR is writable");
     write_generated(&out, &kernels, built.as_ref());
+    let constants = constants_rs(Path::new("kernels/constants.cuh"));
+    fs::write(out.join("kernel_constants.rs"), constants).expect("OUT_DIR is writable");
 }
 
 fn warn(msg: &str) {
@@ -92,9 +126,9 @@ fn cuda_dirs(sub: &str) -> Vec<PathBuf> {
     homes.map(|h| Path::new(&h).join(sub)).collect()
 }
 
-/// kernels/*.cu, sorted, each with `#include "x"` of a file in kernels/ inlined between #line markers.
+/// kernels/*.cu, sorted, each with every `#include "x"` of a file in kernels/ inlined between #line markers,
+/// recursively and each file once (what `#pragma once` does).
 fn read_kernels(dir: &Path) -> Vec<Kernel> {
-    let read = |p: &Path| fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let names = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let names = names.filter_map(|e| e.ok()?.file_name().into_string().ok());
     let mut stems: Vec<String> = names
@@ -102,28 +136,89 @@ fn read_kernels(dir: &Path) -> Vec<Kernel> {
         .collect();
     stems.sort();
     assert!(!stems.is_empty(), "no kernels/*.cu found");
-    let inline = |stem: String| {
+    let kernel = |stem: String| {
         let mut source = String::new();
-        for (i, line) in read(&dir.join(format!("{stem}.cu"))).lines().enumerate() {
-            let local = line
-                .trim()
-                .strip_prefix("#include \"")
-                .and_then(|r| r.strip_suffix('"'));
-            match local.filter(|h| dir.join(h).is_file()) {
-                Some(h) => {
-                    source += &format!("#line 1 \"{h}\"\n");
-                    for l in read(&dir.join(h)).lines() {
-                        source += if l.trim() == "#pragma once" { "" } else { l };
-                        source.push('\n');
-                    }
-                    source += &format!("#line {} \"{stem}.cu\"\n", i + 2);
-                }
-                None => source += &format!("{line}\n"),
-            }
-        }
+        inline_file(dir, &format!("{stem}.cu"), &mut Vec::new(), &mut source);
         Kernel { stem, source }
     };
-    stems.into_iter().map(inline).collect()
+    stems.into_iter().map(kernel).collect()
+}
+
+/// Appends `name` (a file in `dir`) to `out` with its local includes inlined; `seen` holds the headers
+/// already inlined, which later includes skip.
+fn inline_file(dir: &Path, name: &str, seen: &mut Vec<String>, out: &mut String) {
+    let path = dir.join(name);
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (i, line) in text.lines().enumerate() {
+        let local = line
+            .trim()
+            .strip_prefix("#include \"")
+            .and_then(|r| r.strip_suffix('"'))
+            .filter(|h| dir.join(h).is_file());
+        match local {
+            Some(h) if seen.iter().any(|s| s == h) => out.push('\n'),
+            Some(h) => {
+                seen.push(h.to_string());
+                *out += &format!("#line 1 \"{h}\"\n");
+                inline_file(dir, h, seen, out);
+                *out += &format!("#line {} \"{name}\"\n", i + 2);
+            }
+            None if line.trim() == "#pragma once" => out.push('\n'),
+            None => *out += &format!("{line}\n"),
+        }
+    }
+}
+
+/// kernels/constants.cuh as Rust: each `#define NAME INTEGER` a `pub const`, u32 for names ending in
+/// `_THREADS` (block sizes) and usize otherwise, documented by the comment lines just above it and its
+/// trailing comment. Anything but comments, blank lines, `#pragma once` and such defines stops the build:
+/// the file is the one source of these numbers for the kernels and the launchers alike.
+fn constants_rs(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut rs = String::from("// @generated by build.rs from kernels/constants.cuh\n");
+    let mut doc: Vec<&str> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let bad = || {
+            panic!(
+                "kernels/constants.cuh:{}: expected `#define NAME INTEGER`: {line}",
+                i + 1
+            )
+        };
+        if let Some(c) = line.strip_prefix("//") {
+            doc.push(c.trim());
+            continue;
+        }
+        if line.is_empty() || line == "#pragma once" {
+            doc.clear();
+            continue;
+        }
+        let (def, trailing) = line.split_once("//").unwrap_or((line, ""));
+        let words: Vec<&str> = def.split_whitespace().collect();
+        let ["#define", name, value] = words[..] else {
+            bad()
+        };
+        if value.parse::<u64>().is_err()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            bad();
+        }
+        for d in doc
+            .drain(..)
+            .chain((!trailing.trim().is_empty()).then(|| trailing.trim()))
+        {
+            rs += &format!("/// {d}\n");
+        }
+        let ty = if name.ends_with("_THREADS") {
+            "u32"
+        } else {
+            "usize"
+        };
+        rs += &format!("pub const {name}: {ty} = {value};\n");
+    }
+    rs
 }
 
 fn with_nvcc(kernels: &[Kernel], out: &Path) -> Option<Built> {
@@ -282,6 +377,14 @@ fn with_nvrtc(kernels: &[Kernel]) -> Option<Built> {
         images,
         ptxas_log,
     })
+}
+
+/// Whether a line of [`ptxas_summary`] reports spill stores or loads ("N bytes spill ..." with N > 0).
+fn spills(line: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(3)
+        .any(|w| w[1] == "bytes" && w[2] == "spill" && w[0] != "0")
 }
 
 /// One line per entry point at sm_90 from `ptxas -v` output: spills, registers, shared memory.

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use cudarc::driver::sys::CUevent_flags;
 use half::f16;
+use xenc::batch::Queries;
 use xenc::batch::RaggedBatch;
 use xenc::bench::Rng;
-use xenc::cpu::ops::Queries;
 use xenc::cuda::kernels::*;
 use xenc::EncodedPair;
 
@@ -251,7 +251,11 @@ fn gpu_kernels(c: &mut Criterion) {
     for (name, kernel) in [
         ("attention hd32 (mma)", AttentionKernel::Mma),
         (
-            "attention hd32 (mma, 4-stage K/V ring)",
+            "attention hd32 (mma v3, A/B candidate)",
+            AttentionKernel::MmaV3,
+        ),
+        (
+            "attention hd32 (mma v3, 4-stage K/V ring, A/B candidate)",
             AttentionKernel::MmaS4,
         ),
         ("attention hd32 (simt)", AttentionKernel::Simt),
@@ -335,21 +339,27 @@ fn gpu_kernels(c: &mut Criterion) {
         )
     );
     let mut logits = gpu.stream().alloc_zeros::<f32>(n).unwrap();
-    bench!(
-        "pooler_classifier",
-        pooler_classifier(
-            &gpu,
-            &x.slice(..n * H),
-            &w_out,
-            &b_h,
-            &b_h,
-            &b_h.slice(..1),
-            &mut logits,
-            n,
-            H,
-            1
-        )
-    );
+    for (name, pooler) in [
+        ("pooler_classifier (v3)", Pooler::V3),
+        ("pooler_classifier (v4, A/B candidate)", Pooler::V4),
+    ] {
+        bench!(
+            name,
+            pooler_classifier_with(
+                &gpu,
+                pooler,
+                &x.slice(..n * H),
+                &w_out,
+                &b_h,
+                &b_h,
+                &b_h.slice(..1),
+                &mut logits,
+                n,
+                H,
+                1
+            )
+        );
+    }
     g.finish();
     drop((x, qkv, ctx, proj, ffn, logits, n));
     gemm_algorithms(&mut gpu, &mut rng);

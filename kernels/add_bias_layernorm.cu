@@ -1,24 +1,25 @@
 // add_bias_layernorm.cu — the post-GEMM epilogue of BERT's attention output and FFN output.
 //
 //   out[r] = LayerNorm(x[r] + bias + residual[r])      add_bias_residual_layernorm_f16
-//   out[r] = LayerNorm(x[r])                           layernorm_f16 (XENC_RESIDUAL=gemm: the GEMM has
-//                                                      already added bias and residual into x, in place)
+//   out[r] = LayerNorm(x[r])                           layernorm_f16 (an A/B candidate, CudaOptions::residual
+//                                                      = gemm: the GEMM has already added bias and residual
+//                                                      into x, in place)
 //
 // Layout: x [rows,H] (GEMM output without bias), residual [rows,H], out [rows,H], bias/gamma/beta [H];
 //   all fp16 row-major.
 // Math: the three terms are summed in fp32 in that order, mean and variance two-pass in fp32, eps from the
-//   argument, one rounding to fp16. The half2 path is v2's code: bit-identical to v2. The 16-byte path
-//   gives each lane different elements of the row, so the per-lane fp32 partial sums of the mean and
-//   variance add the same values in another order (then the same xor-butterfly shuffles): results may
-//   differ from v2 by that fp32 summation order only, nothing else.
+//   argument, one rounding to fp16. In the half2 path a lane's fp32 partial sums cover its pairs c = lane +
+//   32 j; the 16-byte path gives each lane different elements of the row, so its partial sums of the mean
+//   and variance add the same values in another order (then the same xor-butterfly shuffles): the two
+//   paths' results may differ by that fp32 summation order only, nothing else.
 // Aliasing: `out` may be the same buffer as `residual` (in place). Each lane writes only the elements it
 //   read itself, after the row's two reductions, so no pointer here is __restrict__ and the row is fully
 //   read before it is written.
 // Launch: blockDim.x a multiple of 32, <= 1024 (e.g. 128); any grid.x >= 1 with gridDim.x * blockDim.x
-//   < 2^30; rows grid-stride. Fastest as one full wave: `layernorm_launch_on` in src/cuda/plan.rs gives
-//   min(rows / rows per block, 8 blocks of 128 per SM) (__launch_bounds__(1024) caps registers at 64, so 8
-//   such blocks are resident), so each warp loops over rows and prefetches. No shared memory, no block
-//   barrier.
+//   < 2^30; rows grid-stride. Fastest as one full wave: `layernorm_launch_on` in src/cuda/plan/launch.rs
+//   gives min(rows / rows per block, 8 blocks of 128 per SM) (__launch_bounds__(ROWWISE_MAX_THREADS = 1024)
+//   caps registers at 64, so 8 such blocks are resident), so each warp loops over rows and prefetches. No
+//   shared memory, no block barrier.
 // Preconditions (checked by Rust): H even, H <= 64 * LN_MAX_PAIRS_PER_LANE (1024), pointers 4-byte aligned.
 //   A block whose shape does not fit returns without writing.
 // Ownership: H % 8 == 0, H <= 512 and all six pointers 16-byte aligned (MiniLM's 384 with the crate's
@@ -26,17 +27,6 @@
 //   0-15 holding 2 vectors of 8, lanes 16-31 one), 32 / L rows per warp; the warp loads x and residual of its
 //   next row while it reduces and writes the current one, the bias (L1-resident) when used. Otherwise the
 //   half2 layout: one warp per row, lane i holding pairs c = i, i + 32, ... in registers.
-//
-// v1: fp32 sum, register-held row, two-pass block LayerNorm, in-place safe (one block per row: 50 µs for
-//     16,343 rows of 384 on an H200, latency-bound on its block barriers).
-// v2: one warp per row, shuffles only, half2 loads issued per row, one row per warp (15.6 µs, same shape,
-//     H200).
-// layernorm_f16 (v1, an A/B candidate not yet measured on a GPU): the same two layouts and math with one
-//   streamed row instead of two: a third less DRAM traffic than add_bias_residual_layernorm_f16 (x read
-//   and written, in place). Aliasing as above (out may be x).
-// v3: 16-byte loads and stores for H % 8 == 0, H <= 512 (x, residual: 1 or 2 vectors per lane instead of 6
-//     half2), next row's loads in flight during the reductions, one full wave of warps looping over rows;
-//     64 registers as before (ptxas, sm_80 and sm_90), no spills. Not yet measured on a GPU.
 #include "common.cuh"
 
 // The rows of row r for the wide layout, summed x + bias + residual: x[r] and residual[r] streamed, the
@@ -52,14 +42,25 @@ struct AddBiasRows {
     __device__ __forceinline__ const __half* late(Ref) const { return bias; }
 };
 
-extern "C" __global__ void __launch_bounds__(1024)
+extern "C" __global__ void __launch_bounds__(ROWWISE_MAX_THREADS)
 add_bias_residual_layernorm_f16(const __half* x, const __half* bias, const __half* residual,
                                 const __half* gamma, const __half* beta, __half* out,
                                 int rows, int H, float eps) {
     if (!layernorm_shape_ok(H) || rows <= 0) return;
-    const bool wide = ln_wide_shape_ok(H) && aligned16(x) && aligned16(bias) && aligned16(residual) &&
-                      aligned16(gamma) && aligned16(beta) && aligned16(out);
-    layernorm_rows(AddBiasRows{x, bias, residual, (size_t)H}, wide, rows, H, gamma, beta, out, eps);
+    if (ln_wide_shape_ok(H) && aligned16(x) && aligned16(bias) && aligned16(residual) && aligned16(gamma) &&
+        aligned16(beta) && aligned16(out)) {
+        const AddBiasRows R = {x, bias, residual, (size_t)H};
+        layernorm3_rows_wide(R, rows, H, gamma, beta, out, eps);
+        return;
+    }
+    const int H2 = H >> 1;
+    const int lane = threadIdx.x & 31;
+    const int warps = blockDim.x >> 5;
+    for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
+        float2 v[LN_MAX_PAIRS_PER_LANE];
+        load_sum3_pairs(v, x + (size_t)row * H, bias, residual + (size_t)row * H, H2, lane);
+        layernorm_pairs_store(v, gamma, beta, out + (size_t)row * H, H, eps, lane);
+    }
 }
 
 // The one row of row r for layernorm_f16 (LATE == 0: second and late are never read).
@@ -74,9 +75,20 @@ struct OneRow {
     __device__ __forceinline__ const __half* late(Ref) const { return nullptr; }
 };
 
-extern "C" __global__ void __launch_bounds__(1024)
+extern "C" __global__ void __launch_bounds__(ROWWISE_MAX_THREADS)
 layernorm_f16(const __half* x, const __half* gamma, const __half* beta, __half* out, int rows, int H, float eps) {
     if (!layernorm_shape_ok(H) || rows <= 0) return;
-    const bool wide = ln_wide_shape_ok(H) && aligned16(x) && aligned16(gamma) && aligned16(beta) && aligned16(out);
-    layernorm_rows(OneRow{x, (size_t)H}, wide, rows, H, gamma, beta, out, eps);
+    if (ln_wide_shape_ok(H) && aligned16(x) && aligned16(gamma) && aligned16(beta) && aligned16(out)) {
+        const OneRow R = {x, (size_t)H};
+        layernorm3_rows_wide(R, rows, H, gamma, beta, out, eps);
+        return;
+    }
+    const int H2 = H >> 1;
+    const int lane = threadIdx.x & 31;
+    const int warps = blockDim.x >> 5;
+    for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
+        float2 v[LN_MAX_PAIRS_PER_LANE];
+        load_pairs(v, x + (size_t)row * H, H2, lane);
+        layernorm_pairs_store(v, gamma, beta, out + (size_t)row * H, H, eps, lane);
+    }
 }

@@ -26,14 +26,11 @@
 //   Threads whose query is past q_end compute on q = 0 (they must reach every barrier and shuffle) and do
 //   not write.
 //
-// Why SIMT: it is the version whose indexing can be checked by reading; a tensor-core (mma.sync) version
-//   would be v2, tested against this one.
-//
-// v1: SIMT, 2 threads per query splitting head_dim, K/V tiles in shared memory, register online softmax.
+// Why SIMT: it is the version whose indexing can be checked by reading; the tensor-core version
+//   (attention_mma.cu) is tested against this one.
 #include "common.cuh"
 
-#define ATTN_Q_TILE 64    // queries per work item (per block)
-#define ATTN_THREADS 128  // threads per block: 2 per query
+// ATTN_Q_TILE queries per work item (per block), ATTN_THREADS threads per block: constants.cuh.
 #define ATTN_K_TILE 64    // keys per shared-memory tile of K and of V
 
 // Per head_dim: keys scored per register chunk (one max update and accumulator rescale per chunk), and the

@@ -4,8 +4,9 @@
 // Math: v = x + b in fp32, 0.5 * v * (1 + erf(v / sqrt(2))) in fp32 (gelu_erf in common.cuh: erf to
 //   1.5e-7, not the tanh approximation), one rounding to fp16.
 // Launch: 1-D, any grid.x >= 1 and blockDim.x <= 1024 with gridDim.x * blockDim.x < 2^32. Fastest as one
-//   full wave that loops: `bias_gelu_launch` in src/cuda/plan.rs gives min(work / 512 vectors, 4 blocks
-//   of 256 per SM) (__launch_bounds__(1024) caps registers at 64, so 4 such blocks are resident). No shared
+//   full wave that loops: `bias_gelu_launch` in src/cuda/plan/launch.rs gives min(work / 512 vectors, 4
+//   blocks of 256 per SM) (__launch_bounds__(ROWWISE_MAX_THREADS = 1024) caps registers at 64, so 4 such
+//   blocks are resident). No shared
 //   memory.
 // Preconditions (checked by Rust): N even, rows * N <= 2^31 - 1, pointers 4-byte aligned.
 // Ownership: the matrix is read as vectors of N / 8 x 16 bytes per row when N % 8 == 0 and x, bias are
@@ -13,25 +14,9 @@
 //   threads and NV vectors per row, thread t owns column t % NV of rows t / NV, t / NV + R, t / NV + 2R, ...
 //   where R = P / NV (threads t >= R * NV idle); if P < NV, thread t owns columns t, t + P, ... of every
 //   row. So a warp's accesses are consecutive vectors, the column's bias is read once into fp32 registers,
-//   there is no division per element, and the thread handles BIAS_GELU_ROWS rows per iteration, all
-//   loads issued before any is used. No two threads touch the same element.
-//
-// v1: grid-stride over half2 pairs, a modulo per pair (52 µs for 16,343 x 1536 on an H200).
-// v2: 16-byte groups of 8, a 32-bit modulo per group for the bias column (35.4 µs, same shape, H200).
-// v3: fixed column per thread walking down the rows (bias in fp32 registers, no modulo, no bias load or
-//     conversion per group), two independent 16-byte groups per iteration with both loads issued back to
-//     back, one full wave of 4 blocks of 256 per SM (ptxas 12.9, sm_90 SASS: ~231 instead of 254
-//     instructions per 8 values, the erf-GELU itself ~208 of them; 50 registers instead of 32, so 32
-//     instead of 64 warps per SM with the same 32 KB of loads in flight). 35.4 µs on an H200
-//     (2026-11-26 04:57 UTC, benches/gpu_kernels.rs): no faster than v2, as the erf dominates.
-// v4: gelu_erf by Abramowitz & Stegun 7.1.26, branch-free (common.cuh): 35.6 µs (H200, 05:07 UTC): not
-//     compute-bound either. ~2.8 TB/s with 32 KB of loads in flight per SM.
-// v5: BIAS_GELU_ROWS = 4 rows per iteration (64 KB in flight per SM; 62 registers): 33.75 µs (H200,
-//     2026-11-26 05:45 UTC, benches/gpu_kernels.rs, report docs/gpu-reports/2026-11-26-0545-h200-quick.md).
+//   there is no division per element, and the thread handles BIAS_GELU_ROWS (constants.cuh) rows per
+//   iteration, all loads issued before any is used. No two threads touch the same element.
 #include "common.cuh"
-
-// Rows of its column a thread loads before it computes any (16-byte loads in flight per thread).
-#define BIAS_GELU_ROWS 4
 
 template <int P>
 __device__ __forceinline__ void bias_gelu_one(typename half_vec<P>::raw& v, const float2 (&b)[P]) {
@@ -92,7 +77,7 @@ __device__ __forceinline__ void bias_gelu_columns(__half* x, const __half* bias,
     }
 }
 
-extern "C" __global__ void __launch_bounds__(1024)
+extern "C" __global__ void __launch_bounds__(ROWWISE_MAX_THREADS)
 bias_gelu_f16(__half* x, const __half* bias, int rows, int N) {
     if (rows <= 0 || N <= 0 || (N & 1) != 0) return;
     if ((N & 7) == 0 && aligned16(x) && aligned16(bias)) {

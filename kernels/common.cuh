@@ -11,19 +11,15 @@
 //     pairs c = i + 32 j in v[j]; H even, H / 2 <= 32 * LN_MAX_PAIRS_PER_LANE.
 //   * LayerNorm rows, 16-byte layout (layernorm3_rows_wide): H % 8 == 0, H <= 512 (ln_wide_shape_ok), every
 //     pointer 16-byte aligned, gridDim.x * blockDim.x < 2^30; see that section.
-//   * layernorm_rows picks between the two for a kernel (its three LayerNorm kernels all call it).
-//
-// v1: warp/block sums, half2 <-> float2, erf-GELU, two-pass register LayerNorm.
-// v2: half_vec (16-byte vectors of fp16 pairs) for bias_gelu; the 16-byte LayerNorm layout with the next
-//     row prefetched (lanes_sum over L-lane groups). The half2 LayerNorm helpers and gelu_erf are unchanged.
-// v3: gelu_erf by Abramowitz & Stegun 7.1.26 (as the CPU path) instead of erff.
+//   * Each LayerNorm kernel picks the layout itself and writes out the half2 layout's row loop (a shared
+//     dispatcher, tried on 2026-12-02, changed the PTX of the GPU-verified entries: kernels/VERIFIED.tsv).
 #pragma once
 #include <cuda_fp16.h>
 
+#include "constants.cuh"
+
 #define XENC_FULL_MASK 0xffffffffu
 
-// Register budget of the LayerNorm kernels: 16 pairs (32 values) per thread covers H = 1024 at blockDim.x = 32.
-#define LN_MAX_PAIRS_PER_LANE 16  // half2 pairs per lane: H <= 1024
 
 __device__ __forceinline__ float neg_inf_f32() { return -__int_as_float(0x7f800000); }
 
@@ -106,11 +102,11 @@ __device__ __forceinline__ float gelu_erf(float v) {
 // Math as in the half2 layout below: a + b + c in fp32, two-pass mean and variance over the held values,
 // shuffles among the row's lanes only; each lane writes only the elements it read itself.
 
-// 16-byte vectors (8 values) per lane: H <= 512; H = 384 is L = 32, one row per warp.
-#define LN_WIDE_VECS_PER_LANE 2
+// LN_WIDE_VECS_PER_LANE (constants.cuh) 16-byte vectors (8 values) per lane: H <= 512; H = 384 is L = 32,
+// one row per warp.
 
 // Lanes per row of the wide layout: the fewest (a power of two) holding HV vectors at LN_WIDE_VECS_PER_LANE
-// each. `layernorm_rows_per_warp` in src/cuda/plan.rs mirrors it.
+// each. `layernorm_rows_per_warp` in src/cuda/plan/launch.rs mirrors it.
 __device__ __forceinline__ int ln_wide_lanes(int HV) {
     int L = 1;
     while (L < 32 && L * LN_WIDE_VECS_PER_LANE < HV) L <<= 1;
@@ -333,27 +329,4 @@ __device__ __forceinline__ void layernorm_pairs_store(const float2 (&v)[LN_MAX_P
 // warps.
 __device__ __forceinline__ bool layernorm_shape_ok(int H) {
     return H > 0 && (H & 1) == 0 && (H >> 1) <= 32 * LN_MAX_PAIRS_PER_LANE && (blockDim.x & 31) == 0;
-}
-
-// out[r] = LayerNorm(a + b + c) of rows r < rows, the rows named by `Rows` as for layernorm3_rows_wide: in
-// the wide layout when `wide` (the caller checked ln_wide_shape_ok and 16-byte alignment), else in the
-// half2 layout, one warp per row, grid-stride (same sums in the same order: a = first, then b and c).
-template <typename Rows>
-__device__ __forceinline__ void layernorm_rows(const Rows& R, bool wide, int rows, int H, const __half* gamma,
-                                               const __half* beta, __half* out, float eps) {
-    if (wide) {
-        layernorm3_rows_wide(R, rows, H, gamma, beta, out, eps);
-        return;
-    }
-    const int H2 = H >> 1;
-    const int lane = threadIdx.x & 31;
-    const int warps = blockDim.x >> 5;
-    for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
-        const typename Rows::Ref ref = R.ref(row);
-        float2 v[LN_MAX_PAIRS_PER_LANE];
-        if (Rows::LATE == 0) load_pairs(v, R.first(ref), H2, lane);
-        else if (Rows::LATE == 1) load_sum3_pairs(v, R.first(ref), R.late(ref), R.second(ref), H2, lane);
-        else load_sum3_pairs(v, R.first(ref), R.second(ref), R.late(ref), H2, lane);
-        layernorm_pairs_store(v, gamma, beta, out + (size_t)row * H, H, eps, lane);
-    }
 }

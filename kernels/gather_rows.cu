@@ -6,8 +6,6 @@
 // Preconditions (checked by Rust): H even, n * H <= 2^31 - 1, every rows[i] a valid row of src, dst not
 //   overlapping src, pointers 4-byte aligned.
 // Ownership: each thread copies whole half2 pairs.
-//
-// v1: grid-stride half2 copy.
 #include "common.cuh"
 
 extern "C" __global__ void __launch_bounds__(1024)

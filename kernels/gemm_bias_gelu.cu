@@ -9,6 +9,8 @@
 //   block b / (N / GBG_BN), so neighbouring blocks share x rows in L2), blockDim.x = GBG_THREADS exactly
 //   (gemm_bias_gelu_w64_f16: GBG_W64_THREADS).
 //   Static shared memory: GBG_STAGES * (GBG_BM + GBG_BN) * GBG_BK * 2 bytes = 48 KiB.
+// Entries: gemm_bias_gelu_f16 (CudaOptions::ffn_in = fused) and gemm_bias_gelu_w64_f16 (fused-w64), both A/B
+//   candidates not yet run on a GPU; the default runs cuBLASLt's GEMM and then bias_gelu.cu.
 // Preconditions (checked by Rust): K % GBG_BK == 0, N % GBG_BN == 0, M >= 1; x, W, b, y 16-byte aligned.
 // Ownership: a block computes the 128 x 128 tile of y at (row block, column block). Warp w (of 8) owns rows
 //   64 * (w / 4) .. +63 and columns 32 * (w % 4) .. +31 of it: 4 x 4 mma tiles of 16 x 8, 64 fp32
@@ -22,23 +24,12 @@
 //   [rows][32] fp16 with swizzle<32> (mma_ptx.cuh). Epilogue in registers: lane (g, t) of the warp holds
 //   rows g and g + 8, columns 2t and 2t + 1 of each 16 x 8 tile; it adds b, applies gelu_erf and stores
 //   the fp16 pair (rows past M are not written).
-//
-// v1: not yet measured on a GPU (2026-11-26): the break-even against cuBLASLt's FFN-in GEMM plus the bias_gelu
-//   kernel is ~270 TFLOP/s at M = 16,343 (docs/gpu-perf-notes.md). XENC_FFN_IN=fused selects it.
-// v2 (A/B entry gemm_bias_gelu_w64_f16, XENC_FFN_IN=fused-w64): the warp tile a template parameter, 64 x 64
-//   with 4 warps. Why: per 32-wide k-tile v1's warp reads 12 x 512 B with ldmatrix for 32 mma (+2 KB of
-//   cp.async writes), about as many shared-memory cycles (128 B/clock per SM) as the mma take, so shared
-//   memory may bound it; 64 x 64 reads 16 x 512 B for 64 mma. ptxas 12.9 sm_90: 236 registers (2 blocks
-//   per SM), tile loop 175 SASS instructions for 64 HMMA (v1: 116 for 32). Not yet measured on a GPU.
 #include "common.cuh"
 #include "mma_ptx.cuh"
 
-#define GBG_BM 128       // rows of y per block
-#define GBG_BN 128       // columns of y per block
-#define GBG_BK 32        // K per pipeline stage
-#define GBG_THREADS 256  // gemm_bias_gelu_f16: 8 warps, 2 (rows) x 4 (columns), each 64 x 32
-#define GBG_W64_THREADS 128  // gemm_bias_gelu_w64_f16: 4 warps, 2 x 2, each 64 x 64
-#define GBG_STAGES 3
+// The tile (GBG_BM x GBG_BN of y per block, GBG_BK of K per pipeline stage, GBG_STAGES stages) and the
+// threads per block (GBG_THREADS: 8 warps, 2 (rows) x 4 (columns), each 64 x 32; GBG_W64_THREADS: 4 warps,
+// 2 x 2, each 64 x 64): constants.cuh.
 
 static_assert(GBG_BM == 128 && GBG_BN == 128 && GBG_BK == 32, "the warp layouts below");
 
@@ -136,8 +127,8 @@ gemm_bias_gelu_f16(const __half* x, const __half* w, const __half* bias, __half*
     gemm_bias_gelu_impl<32>(x, w, bias, y, M, N, K);
 }
 
-// A/B entry (XENC_FFN_IN=fused-w64): 4 warps of 64 x 64. Per 32-wide k-tile a warp issues 16 ldmatrix.x4
-// for 64 mma (the 64 x 32 layout: 12 for 32), so shared-memory reads per mma drop by a third, the usual
+// The second A/B entry (CudaOptions::ffn_in = fused-w64): 4 warps of 64 x 64. Per 32-wide k-tile a warp
+// issues 16 ldmatrix.x4 for 64 mma (the 64 x 32 layout: 12 for 32), so shared-memory reads per mma drop by a third, the usual
 // CUTLASS sm80 shape; 128 accumulators per lane, 2 blocks per SM.
 extern "C" __global__ void __launch_bounds__(GBG_W64_THREADS, 2)
 gemm_bias_gelu_w64_f16(const __half* x, const __half* w, const __half* bias, __half* y, int M, int N, int K) {

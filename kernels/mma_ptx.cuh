@@ -4,7 +4,7 @@
 // Fragment layouts: see the header of attention_mma.cu. Everything between the two markers below is replaced
 // by CPU models of the same functions in dev/attention-mma-model, which runs the kernels on the CPU.
 #pragma once
-// Included after common.cuh (build.rs inlines one level of includes, so this header includes nothing).
+// Included after common.cuh (which brings cuda_fp16.h and constants.cuh); it includes nothing itself.
 
 // ---- PTX wrappers: the only inline assembly of the tensor-core kernels (dev/attention-mma-model swaps this block for a
 // ---- CPU model of each instruction). Shared-memory operands are passed as generic pointers.

@@ -11,28 +11,24 @@
 //   spread over 32 warps). Dynamic shared memory: 2 * POOLER_PAIRS * H * sizeof(float) bytes (the group's
 //   [CLS] rows as fp32, then its pooled vectors).
 // Preconditions (checked by Rust): H even, fp16 pointers 4-byte aligned.
-// Ownership: warp w computes outputs j = w, w + num_warps, ... for every pair of the group, POOLER_OUTPUTS
-//   of them at a time: its lanes split the H-long dot products (half2 stride 32), each weight pair loaded
-//   once for the group, and reduce with shuffles. Warps then compute the group's logits one (pair, label) each. A pair's arithmetic (the
+// Entries: pooler_classifier_f16 (the default, the code that passed scripts/gpu-check.sh, kernels/VERIFIED.tsv)
+//   and pooler_classifier_v4_f16 (an A/B candidate, CudaOptions::pooler = v4; not yet run on a GPU): the
+//   same contract and launch; v4 has each warp compute POOLER_OUTPUTS of its outputs at once, so a lane has
+//   POOLER_OUTPUTS x 3 independent weight loads in flight instead of 2, with the same sums in the same order
+//   per (pair, output).
+// Ownership: warp w computes outputs j = w, w + num_warps, ... for every pair of the group: its lanes split
+//   the H-long dot products (half2 stride 32), each weight pair loaded once for the group, and reduce with
+//   shuffles. Warps then compute the group's logits one (pair, label) each. A pair's arithmetic (the
 //   order of every sum) does not depend on the other pairs of its group or on where the group starts.
-//
-// v1: warp-per-output dot products, fp32 pooled in dynamic shared memory (71 µs for 143 pairs of 384 with
-//     256 threads on an H200: 48 dependent dot products per warp).
-// v2: launched with 1024 threads (12 outputs per warp at H = 384), dot-product loop unrolled (36 µs for
-//     143 pairs on an H100, 2026-11-26: every block reads all of wp, 295 KB, for one pair).
-// v3: POOLER_PAIRS pairs per block: wp is read once per group, and each lane has POOLER_PAIRS independent
-//     sums in flight instead of one (25.5 us for 143 pairs on an H200, 07:26 UTC 2026-11-26: still one
-//     output's 6 dependent-latency weight loads after another, 12 outputs per warp).
-// v4: POOLER_OUTPUTS outputs per warp at once, the k loop unrolled by 3: 12 independent weight loads per
-//     lane in flight instead of 2. Same sums in the same order per (pair, output) as v3. Not yet measured.
 #include "common.cuh"
 
-#define POOLER_PAIRS 4
-#define POOLER_OUTPUTS 4  // pooler outputs a warp computes at once
+#define POOLER_OUTPUTS 4  // pooler outputs a warp of the v4 entry computes at once
 
-extern "C" __global__ void __launch_bounds__(1024)
-pooler_classifier_f16(const __half* x_cls, const __half* wp, const __half* bp, const __half* wc,
-                      const __half* bc, float* logits, int n, int H, int L) {
+// V4: the candidate's pooled loop (POOLER_OUTPUTS outputs per warp at once) instead of the default's.
+template <bool V4>
+__device__ __forceinline__ void pooler_classifier_impl(const __half* x_cls, const __half* wp, const __half* bp,
+                                                       const __half* wc, const __half* bc, float* logits, int n,
+                                                       int H, int L) {
     extern __shared__ float pooler_smem[];  // [POOLER_PAIRS][H] x as fp32, then [POOLER_PAIRS][H] pooled
     if (H <= 0 || (H & 1) != 0 || (blockDim.x & 31) != 0) return;
     float* xs = pooler_smem;
@@ -53,38 +49,62 @@ pooler_classifier_f16(const __half* x_cls, const __half* wp, const __half* bp, c
         }
         __syncthreads();
 
-        // Warp w's outputs j = w + i * num_warps, POOLER_OUTPUTS at a time: their weight loads are independent
-        // (POOLER_OUTPUTS x 3 per lane in flight), where v3 walked one output's 6 loads at a time.
-        for (int j0 = warp; j0 < H; j0 += POOLER_OUTPUTS * num_warps) {
-            float acc[POOLER_OUTPUTS][POOLER_PAIRS];
+        if constexpr (!V4) {
+            for (int j = warp; j < H; j += num_warps) {
+                const __half* w = wp + (size_t)j * H;
+                float acc[POOLER_PAIRS];
 #pragma unroll
-            for (int o = 0; o < POOLER_OUTPUTS; ++o)
+                for (int q = 0; q < POOLER_PAIRS; ++q) acc[q] = 0.0f;
+#pragma unroll 2
+                for (int k = lane; k < H2; k += 32) {
+                    const float2 a = load_half2(w + 2 * k);
 #pragma unroll
-                for (int q = 0; q < POOLER_PAIRS; ++q) acc[o][q] = 0.0f;
-#pragma unroll 3
-            for (int k = lane; k < H2; k += 32) {
-                float2 a[POOLER_OUTPUTS];
-#pragma unroll
-                for (int o = 0; o < POOLER_OUTPUTS; ++o) {
-                    const int j = j0 + o * num_warps;  // warp-uniform
-                    a[o] = j < H ? load_half2(wp + (size_t)j * H + 2 * k) : make_float2(0.f, 0.f);
+                    for (int q = 0; q < POOLER_PAIRS; ++q) {
+                        const float2 b = *reinterpret_cast<const float2*>(xs + q * H + 2 * k);
+                        acc[q] += a.x * b.x + a.y * b.y;
+                    }
                 }
-#pragma unroll
-                for (int q = 0; q < POOLER_PAIRS; ++q) {
-                    const float2 b = *reinterpret_cast<const float2*>(xs + q * H + 2 * k);
-#pragma unroll
-                    for (int o = 0; o < POOLER_OUTPUTS; ++o) acc[o][q] += a[o].x * b.x + a[o].y * b.y;
-                }
-            }
-#pragma unroll
-            for (int o = 0; o < POOLER_OUTPUTS; ++o) {
-                const int j = j0 + o * num_warps;
-                if (j >= H) break;  // warp-uniform
                 const float b = __half2float(bp[j]);
 #pragma unroll
                 for (int q = 0; q < POOLER_PAIRS; ++q) {
-                    const float sum = warp_sum(acc[o][q]);
+                    const float sum = warp_sum(acc[q]);
                     if (lane == 0) pooled[q * H + j] = tanhf(sum + b);
+                }
+            }
+        } else {
+            // Warp w's outputs j = w + i * num_warps, POOLER_OUTPUTS at a time: their weight loads are independent
+            // (POOLER_OUTPUTS x 3 per lane in flight), where v3 walked one output's 6 loads at a time.
+            for (int j0 = warp; j0 < H; j0 += POOLER_OUTPUTS * num_warps) {
+                float acc[POOLER_OUTPUTS][POOLER_PAIRS];
+#pragma unroll
+                for (int o = 0; o < POOLER_OUTPUTS; ++o)
+#pragma unroll
+                    for (int q = 0; q < POOLER_PAIRS; ++q) acc[o][q] = 0.0f;
+#pragma unroll 3
+                for (int k = lane; k < H2; k += 32) {
+                    float2 a[POOLER_OUTPUTS];
+#pragma unroll
+                    for (int o = 0; o < POOLER_OUTPUTS; ++o) {
+                        const int j = j0 + o * num_warps;  // warp-uniform
+                        a[o] = j < H ? load_half2(wp + (size_t)j * H + 2 * k) : make_float2(0.f, 0.f);
+                    }
+#pragma unroll
+                    for (int q = 0; q < POOLER_PAIRS; ++q) {
+                        const float2 b = *reinterpret_cast<const float2*>(xs + q * H + 2 * k);
+#pragma unroll
+                        for (int o = 0; o < POOLER_OUTPUTS; ++o) acc[o][q] += a[o].x * b.x + a[o].y * b.y;
+                    }
+                }
+#pragma unroll
+                for (int o = 0; o < POOLER_OUTPUTS; ++o) {
+                    const int j = j0 + o * num_warps;
+                    if (j >= H) break;  // warp-uniform
+                    const float b = __half2float(bp[j]);
+#pragma unroll
+                    for (int q = 0; q < POOLER_PAIRS; ++q) {
+                        const float sum = warp_sum(acc[o][q]);
+                        if (lane == 0) pooled[q * H + j] = tanhf(sum + b);
+                    }
                 }
             }
         }
@@ -104,4 +124,16 @@ pooler_classifier_f16(const __half* x_cls, const __half* wp, const __half* bp, c
         }
         __syncthreads();  // xs and pooled are rewritten by the next group
     }
+}
+
+extern "C" __global__ void __launch_bounds__(POOLER_THREADS)
+pooler_classifier_f16(const __half* x_cls, const __half* wp, const __half* bp, const __half* wc,
+                      const __half* bc, float* logits, int n, int H, int L) {
+    pooler_classifier_impl<false>(x_cls, wp, bp, wc, bc, logits, n, H, L);
+}
+
+extern "C" __global__ void __launch_bounds__(POOLER_THREADS)
+pooler_classifier_v4_f16(const __half* x_cls, const __half* wp, const __half* bp, const __half* wc,
+                         const __half* bc, float* logits, int n, int H, int L) {
+    pooler_classifier_impl<true>(x_cls, wp, bp, wc, bc, logits, n, H, L);
 }

@@ -7,8 +7,10 @@
 #                                   into .gpu-bundle/bundle.tar.xz (must stay under 60 MiB with the tree).
 #   scripts/gpu-check.sh run [--quick]   (--quick: without bench-compare's baselines)
 #                                   on the GPU machine, from the repository root with .gpu-bundle/ carried
-#                                   along: nvidia-smi, the GPU tests, a short throughput run of the CLI
-#                                   (plain, with --profile, the A/B candidates), the kernel benches,
+#                                   along: nvidia-smi, the GPU tests (ignored by a plain `cargo test`, run
+#                                   here with --include-ignored), the model against the goldens under each
+#                                   A/B candidate, a short throughput run of the CLI (the default kernels
+#                                   plain and with --profile, then each candidate), the kernel benches,
 #                                   compute-sanitizer memcheck and racecheck on a small `xenc score --device
 #                                   cuda`, bench-compare, all within ~5 minutes; writes a dated report to $OUT (if set)
 #                                   or ./gpu-report/, and prints its summary. Exit 1 if any step failed.
@@ -25,6 +27,21 @@ CACHE=${XENC_CACHE:-$HOME/.cache/xenc}
 LIMIT_MIB=60
 
 die() { echo "gpu-check: $*" >&2; exit 1; }
+
+# The A/B candidates: kernels not yet verified on a GPU (README, "GPU"; kernels/VERIFIED.tsv lists the
+# defaults that were), as the variables the CLI and the GPU tests read, each with what it is. `run` checks
+# each against the goldens and benches it beside the defaults; a candidate becomes a default only after a
+# run passed it and measured it at least as fast.
+CANDIDATES=(
+    "XENC_ATTENTION=mma-v3|attention v3: ~40% fewer instructions per K/V tile"
+    "XENC_ATTENTION=mma-s4|attention v3 with a 4-stage K/V ring"
+    "XENC_POOLER=v4|pooler v4: four outputs per warp at once"
+    "XENC_FFN_IN=fused|FFN-in GEMM, bias and erf GELU in one kernel (gemm_bias_gelu, 8 warps of 64 x 32)"
+    "XENC_FFN_IN=fused-w64|the same with 4 warps of 64 x 64"
+    "XENC_RESIDUAL=gemm|GEMMs add bias and residual, LayerNorm reads one row"
+)
+# All candidates of different kinds at once, to see whether they add up.
+ALL_CANDIDATES="XENC_ATTENTION=mma-v3 XENC_POOLER=v4 XENC_FFN_IN=fused XENC_RESIDUAL=gemm"
 
 # cargo_executable TARGET CARGO_ARGS...: builds with cargo and prints the path of TARGET's executable.
 cargo_executable() {
@@ -249,14 +266,16 @@ run_checks() {
     }
 
     step "nvidia-smi" 20 nvidia-smi --query-gpu=name,driver_version --format=csv
-    step "GPU tests (kernels vs CPU twins, model vs goldens)" 110 \
-        "$work/bin/gpu-tests" --test-threads=1 --nocapture
+    # The GPU tests are #[ignore]d so that a machine without a GPU reports them as not run; here they run,
+    # all but throughput_of_the_backend (a measurement, run below when the CLI cannot reach CUDA).
+    local tests=("$work/bin/gpu-tests" --include-ignored --test-threads=1 --nocapture)
+    step "GPU tests (kernels vs CPU twins, model vs goldens)" 110 "${tests[@]}" --skip throughput_of_the_backend
     # The A/B candidates at model level against the goldens (the choices are read once per process).
-    step "model vs goldens with the A/B candidates: XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused / fused-w64 XENC_RESIDUAL=gemm" 40 \
-        bash -c 'for f in fused fused-w64; do XENC_ATTENTION=mma-s4 XENC_FFN_IN=$f "$0" --test-threads=1 \
-            --nocapture model_matches_float64_goldens a_batch_scores_like_each_pair_alone || exit 1; done
-            XENC_RESIDUAL=gemm "$0" --test-threads=1 --nocapture model_matches_float64_goldens \
-            a_batch_scores_like_each_pair_alone' "$work/bin/gpu-tests"
+    local c
+    for c in "${CANDIDATES[@]}" "$ALL_CANDIDATES|all of them together"; do
+        step "model vs goldens under the A/B candidate $(cut -d'|' -f1 <<<"$c") ($(cut -d'|' -f2 <<<"$c"))" 30 \
+            env $(cut -d'|' -f1 <<<"$c") "${tests[@]}" model_matches_float64_goldens a_batch_scores_like_each_pair_alone
+    done
 
     # A small input for the sanitizers: pairs of very different lengths.
     local small=$work/small.jsonl model=$work/test-model/f16
@@ -275,20 +294,11 @@ run_checks() {
             fi
             step "where the time goes: xenc bench --device cuda --profile" 60 "$work/bin/xenc" bench --model "$model" \
                 --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --profile
-            step "attention A/B: XENC_ATTENTION=mma-s4 (4-stage K/V ring) xenc bench --device cuda" 60 \
-                env XENC_ATTENTION=mma-s4 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 \
-                --repeats 3 --rerank-runs 20
-            step "FFN-in A/B: XENC_FFN_IN=fused (gemm_bias_gelu) xenc bench --device cuda" 60 env XENC_FFN_IN=fused \
-                "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 --repeats 3 --rerank-runs 20
-            step "FFN-in A/B: XENC_FFN_IN=fused-w64 (gemm_bias_gelu_w64, 64 x 64 warps) xenc bench --device cuda" 60 \
-                env XENC_FFN_IN=fused-w64 "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 \
-                --repeats 3 --rerank-runs 20
-            step "residual A/B: XENC_RESIDUAL=gemm (GEMMs add bias and residual, LayerNorm reads one row) xenc bench" 60 \
-                env XENC_RESIDUAL=gemm "$work/bin/xenc" bench --model "$model" --device cuda --generate 2000 \
-                --repeats 3 --rerank-runs 20
-            step "both A/B candidates: XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused xenc bench --device cuda" 60 \
-                env XENC_ATTENTION=mma-s4 XENC_FFN_IN=fused "$work/bin/xenc" bench --model "$model" --device cuda \
-                --generate 2000 --repeats 3 --rerank-runs 20
+            for c in "${CANDIDATES[@]}" "$ALL_CANDIDATES|all of them together"; do
+                step "A/B: $(cut -d'|' -f1 <<<"$c") ($(cut -d'|' -f2 <<<"$c")) xenc bench --device cuda" 60 \
+                    env $(cut -d'|' -f1 <<<"$c") "$work/bin/xenc" bench --model "$model" --device cuda \
+                    --generate 2000 --repeats 3 --rerank-runs 20
+            done
             # Hardware counters of one layer's kernels (Nsight Compute; clocks left alone, METHOD.md).
             if [[ $quick == 0 ]] && command -v ncu >/dev/null; then
                 step "ncu: one layer's kernels of a full batch (attention, GELU, LayerNorm, GEMMs)" 90 ncu \
@@ -296,15 +306,20 @@ run_checks() {
                     --section SpeedOfLight --section Occupancy --section WarpStateStats \
                     --section MemoryWorkloadAnalysis "$work/bin/xenc" bench --model "$model" --device cuda \
                     --generate 400 --repeats 1 --rerank-runs 1
-                for ffn in fused fused-w64; do
-                    step "ncu: the fused FFN-in GEMM, XENC_FFN_IN=$ffn" 45 env XENC_FFN_IN=$ffn ncu \
-                        --clock-control none -k regex:'gemm_bias_gelu' --launch-skip 2 --launch-count 1 \
-                        --section SpeedOfLight --section Occupancy --section WarpStateStats \
-                        --section MemoryWorkloadAnalysis "$work/bin/xenc" bench --model "$model" --device cuda \
-                        --generate 400 --repeats 1 --rerank-runs 1
+                # Each candidate's own kernel: name regex, the candidate, launches to skip (warm-up).
+                local k regex var skip
+                for k in "^attention_mma_v3_hd32_f16$|XENC_ATTENTION=mma-v3|9" \
+                    "^attention_mma_v3_s4_hd32_f16$|XENC_ATTENTION=mma-s4|9" \
+                    "^pooler_classifier_v4_f16$|XENC_POOLER=v4|2" "^gemm_bias_gelu_f16$|XENC_FFN_IN=fused|2" \
+                    "^gemm_bias_gelu_w64_f16$|XENC_FFN_IN=fused-w64|2" "^layernorm_f16$|XENC_RESIDUAL=gemm|4"; do
+                    IFS='|' read -r regex var skip <<<"$k"
+                    step "ncu: $regex under $var" 45 env "$var" ncu --clock-control none -k "regex:$regex" \
+                        --launch-skip "$skip" --launch-count 1 --section SpeedOfLight --section Occupancy \
+                        --section WarpStateStats --section MemoryWorkloadAnalysis "$work/bin/xenc" bench \
+                        --model "$model" --device cuda --generate 400 --repeats 1 --rerank-runs 1
                 done
-                step "ncu: the pooler" 60 ncu --clock-control none \
-                    -k regex:'pooler_classifier' --launch-skip 2 --launch-count 1 \
+                step "ncu: the pooler (default)" 60 ncu --clock-control none \
+                    -k 'regex:^pooler_classifier_f16$' --launch-skip 2 --launch-count 1 \
                     --section SpeedOfLight --section Occupancy --section WarpStateStats \
                     "$work/bin/xenc" bench --model "$model" --device cuda --generate 400 --repeats 1 --rerank-runs 1
             fi
@@ -316,7 +331,7 @@ run_checks() {
         fi
     else
         echo "gpu-check: the CLI cannot run on CUDA; sanitizers and throughput use the test binary instead"
-        target=("$work/bin/gpu-tests" --exact small_forward_for_sanitizers --nocapture)
+        target=("$work/bin/gpu-tests" --include-ignored --exact small_forward_for_sanitizers --nocapture)
         step "throughput: CudaBackend on the goldens x10 (test binary)" 60 \
             "$work/bin/gpu-tests" --ignored --exact throughput_of_the_backend --nocapture
     fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: fixtures (test checkpoint, compilers from PyPI), the kernel compile check, then
-# every Rust test. Runs on a machine without a GPU or a CUDA toolkit; GPU tests say they were skipped.
+# every Rust test. Runs on a machine without a GPU or a CUDA toolkit; the GPU tests (tests/gpu.rs) show as
+# ignored (scripts/gpu-check.sh runs them on a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

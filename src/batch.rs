@@ -8,6 +8,16 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::tokenize::EncodedPair;
 
+/// Queries an attention call computes over a batch: all of them, or only each pair's `[CLS]` (the last
+/// layer needs nothing else once K and V are formed). Both backends' attention takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queries {
+    /// Output row of query q of pair p: `cu_seqlens[p] + q` (T rows).
+    All,
+    /// Output row of pair p's `[CLS]` query: `p` (n rows).
+    ClsOnly,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RaggedBatch {
     /// `[T]` token ids of all pairs, concatenated.

@@ -43,8 +43,8 @@ pub use cross_encoder::{rank, CrossEncoder, Ranked};
 pub use engine::{Engine, DEFAULT_CUDA_TOKEN_BUDGET, DEFAULT_TOKEN_BUDGET};
 pub use error::{Error, ErrorKind, Result};
 pub use options::{
-    AttentionKernel, CudaOptions, Device, FfnIn, GbgWarps, GemmPath, Residual, TokenizerEngine,
-    TokenizerOptions,
+    AttentionKernel, CudaOptions, Device, FfnIn, GbgWarps, GemmPath, Pooler, Residual,
+    TokenizerEngine, TokenizerOptions,
 };
 pub use tokenize::{EncodedPair, PairTokenizer};
 

@@ -100,13 +100,17 @@ macro_rules! named {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum AttentionKernel {
-    /// kernels/attention_mma.cu: tensor cores (mma.sync m16n8k16), FlashAttention-2 style.
+    /// kernels/attention_mma.cu: tensor cores (mma.sync m16n8k16), FlashAttention-2 style; the version
+    /// (v2, `attention_mma_hd32_f16` / `_hd64_f16`) that passed `scripts/gpu-check.sh`.
     #[default]
     Mma,
     /// kernels/attention_varlen.cu: SIMT, two threads per query (the readable reference).
     Simt,
-    /// The tensor-core kernel with a 4-stage K/V cp.async ring instead of 2, an A/B candidate not yet
-    /// measured on a GPU. head_dim 32 only; other head dims run [`Self::Mma`].
+    /// The tensor-core kernel's v3 (`attention_mma_v3_*`: ~40% fewer instructions per K/V tile), an A/B
+    /// candidate not yet run on a GPU.
+    MmaV3,
+    /// v3 with a 4-stage K/V cp.async ring instead of 2 (`attention_mma_v3_s4_hd32_f16`), an A/B
+    /// candidate not yet run on a GPU. head_dim 32 only; other head dims run [`Self::MmaV3`].
     MmaS4,
 }
 named!(
@@ -115,8 +119,27 @@ named!(
     [
         ("mma", AttentionKernel::Mma),
         ("simt", AttentionKernel::Simt),
+        ("mma-v3", AttentionKernel::MmaV3),
         ("mma-s4", AttentionKernel::MmaS4)
     ]
+);
+
+/// Which version of kernels/pooler_classifier.cu computes the pooler and the classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Pooler {
+    /// `pooler_classifier_f16`: four pairs per block, each warp one pooler output at a time (passed
+    /// `scripts/gpu-check.sh`).
+    #[default]
+    V3,
+    /// `pooler_classifier_v4_f16`: each warp four outputs at once (more weight loads in flight; the same
+    /// sums in the same order), an A/B candidate not yet run on a GPU.
+    V4,
+}
+named!(
+    Pooler,
+    "XENC_POOLER",
+    [("v3", Pooler::V3), ("v4", Pooler::V4)]
 );
 
 /// The warp layout of kernels/gemm_bias_gelu.cu's 128 x 128 block tile.
@@ -220,6 +243,8 @@ pub struct CudaOptions {
     pub ffn_in: FfnIn,
     /// `--residual` / `XENC_RESIDUAL`.
     pub residual: Residual,
+    /// `--pooler` / `XENC_POOLER`.
+    pub pooler: Pooler,
     /// `--gemm` / `XENC_GEMM`.
     pub gemm: GemmPath,
     /// `--gemm-algo` / `XENC_GEMM_ALGO`: the i-th of cuBLASLt's heuristic algorithms (0: its first
@@ -229,7 +254,8 @@ pub struct CudaOptions {
 
 impl CudaOptions {
     /// Options from named values, as the conventional variables spell them: `lookup("XENC_ATTENTION")`
-    /// and so on (`XENC_ATTENTION`, `XENC_FFN_IN`, `XENC_RESIDUAL`, `XENC_GEMM`, `XENC_GEMM_ALGO`); an
+    /// and so on (`XENC_ATTENTION`, `XENC_FFN_IN`, `XENC_RESIDUAL`, `XENC_POOLER`, `XENC_GEMM`,
+    /// `XENC_GEMM_ALGO`); an
     /// absent or empty value keeps the default. The library never calls this with the environment
     /// itself: a test or a tool passes `|k| std::env::var(k).ok()`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
@@ -243,6 +269,9 @@ impl CudaOptions {
         }
         if let Some(v) = get(Residual::VAR) {
             o.residual = v.parse()?;
+        }
+        if let Some(v) = get(Pooler::VAR) {
+            o.pooler = v.parse()?;
         }
         if let Some(v) = get(GemmPath::VAR) {
             o.gemm = v.parse()?;
@@ -265,6 +294,9 @@ impl CudaOptions {
         }
         if self.residual != d.residual {
             parts.push(format!("residual={}", self.residual));
+        }
+        if self.pooler != d.pooler {
+            parts.push(format!("pooler={}", self.pooler));
         }
         if self.gemm != d.gemm {
             parts.push(format!("gemm={}", self.gemm));
@@ -316,6 +348,7 @@ mod tests {
         round_trip::<AttentionKernel>();
         round_trip::<FfnIn>();
         round_trip::<Residual>();
+        round_trip::<Pooler>();
         round_trip::<GemmPath>();
         round_trip::<TokenizerEngine>();
     }
@@ -353,6 +386,7 @@ mod tests {
             ("XENC_ATTENTION", "simt"),
             ("XENC_FFN_IN", "fused-w64"),
             ("XENC_RESIDUAL", "gemm"),
+            ("XENC_POOLER", "v4"),
             ("XENC_GEMM", "cublas"),
             ("XENC_GEMM_ALGO", "3"),
             ("XENC_TOKENIZER", "nonsense"), // not a CUDA option: ignored here
@@ -361,10 +395,11 @@ mod tests {
         assert_eq!(o.attention, AttentionKernel::Simt);
         assert_eq!(o.ffn_in, FfnIn::Fused(GbgWarps::W64));
         assert_eq!(o.residual, Residual::InGemm);
+        assert_eq!(o.pooler, Pooler::V4);
         assert_eq!((o.gemm, o.gemm_algo), (GemmPath::Cublas, 3));
         assert_eq!(
             o.describe(),
-            "attention=simt ffn-in=fused-w64 residual=gemm gemm=cublas gemm-algo=3"
+            "attention=simt ffn-in=fused-w64 residual=gemm pooler=v4 gemm=cublas gemm-algo=3"
         );
         assert_eq!(
             CudaOptions::from_lookup(vars(&[("XENC_FFN_IN", " ")])).unwrap(),

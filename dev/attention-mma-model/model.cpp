@@ -1,4 +1,4 @@
-// CPU model of kernels/attention_mma.cu: the kernel's own source (its PTX wrapper block removed by run.sh)
+// CPU model of kernels/attention_mma.cu (every entry) and kernels/gemm_bias_gelu.cu: the kernels' own source (its PTX wrapper block removed by run.sh)
 // on the kernel emulator's runtime (dev/kernel-emulator/shim: one OS thread per CUDA thread, real block
 // and warp barriers), with each PTX instruction modelled from the PTX ISA's fragment tables below. What it
 // checks: the fragment and swizzle index arithmetic, masking, the online softmax and the output rows,
@@ -13,6 +13,7 @@
 #include <deque>
 #include <vector>
 #include <atomic>
+#include <tuple>
 #include "cuda_fp16.h"  // dev/kernel-emulator/shim/cuda_fp16.h
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
@@ -189,9 +190,13 @@ enum class Tiles { Full, Random, Partial };
 
 // lens: pair lengths; heads; cls_only: query 0 only, out row p; tiles: Full = 64-query tiles, Random =
 // random tile sizes 1..64, Partial = full tiles but every third one dropped (its rows must stay untouched).
-// stages4: the A/B entry attention_mma_s4_hd32_f16 (D = 32 only) instead of the default entry.
+// Which entries run: the default (attention_mma_hd32_f16 / _hd64_f16), the A/B candidate v3
+// (attention_mma_v3_hd32_f16 / _hd64_f16) or v3's 4-stage ring (attention_mma_v3_s4_hd32_f16, D = 32 only).
+enum class Entry { Default, V3, V3S4 };
+const char* entry_name(Entry e) { return e == Entry::Default ? "" : e == Entry::V3 ? "_v3" : "_v3_s4"; }
+
 void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, Tiles tiles,
-          bool stages4 = false) {
+          Entry entry = Entry::Default) {
     const int n = lens.size();
     std::vector<int> cu(n + 1, 0);
     for (int i = 0; i < n; ++i) cu[i + 1] = cu[i] + lens[i];
@@ -212,7 +217,7 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
                 continue;
             }
             for (int q0 = 0; q0 < lens[p];) {
-                const int step = tiles == Tiles::Random ? 1 + rng() % ATTN_MMA_Q_TILE : ATTN_MMA_Q_TILE;
+                const int step = tiles == Tiles::Random ? 1 + rng() % ATTN_Q_TILE : ATTN_Q_TILE;
                 const int q1 = std::min(lens[p], q0 + step);
                 if (tiles == Tiles::Partial && rng() % 3 == 0) {
                     ++dropped;
@@ -230,10 +235,11 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
     const float scale = 1.0f / std::sqrt((float)D);
     const int num_work = work.size();
     const unsigned grid = num_work + 3;  // blocks past num_work must be no-ops
-    launch(grid, ATTN_MMA_THREADS, [&] {
-        if (stages4) attention_mma_s4_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
-        else if (D == 32) attention_mma_hd32_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
-        else attention_mma_hd64_f16(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
+    launch(grid, ATTN_THREADS, [&] {
+        const auto args = std::make_tuple(qkv.data(), ctx.data(), cu.data(), outoff.data(), work.data(), num_work, heads, scale);
+        if (entry == Entry::V3S4) std::apply(attention_mma_v3_s4_hd32_f16, args);
+        else if (entry == Entry::V3) std::apply(D == 32 ? attention_mma_v3_hd32_f16 : attention_mma_v3_hd64_f16, args);
+        else std::apply(D == 32 ? attention_mma_hd32_f16 : attention_mma_hd64_f16, args);
     });
     double err = 0;
     int wrong_writes = 0, unwritten = 0;
@@ -270,7 +276,7 @@ void test(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale
     const bool ok = err <= tol && !wrong_writes && !unwritten;
     printf("attention_mma%s hd%d n=%d T=%d heads=%d %s%s qk_scale=%g  max_rel_err %.3e (tol %.0e)  unwritten %d  "
            "stray writes %d  %s\n",
-           stages4 ? "_s4" : "", D, n, T, heads, cls_only ? "CLS" : "full", tiles == Tiles::Random ? " random-tiles" : tiles == Tiles::Partial ? " partial" : "",
+           entry_name(entry), D, n, T, heads, cls_only ? "CLS" : "full", tiles == Tiles::Random ? " random-tiles" : tiles == Tiles::Partial ? " partial" : "",
            qk_scale, err, tol, unwritten, wrong_writes, ok ? "ok" : "FAIL");
     if (!ok) ++fails;
     (void)dropped;
@@ -314,21 +320,23 @@ int main() {
     test_gemm(130, 256, 96, true);
     test_gemm(257, 128, 160, true);
     const std::vector<int> lens = {1, 2, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200};
-    for (int D : {32, 64}) {
-        test(D, lens, 2, false, 1.f, Tiles::Full);
-        test(D, lens, 3, true, 1.f, Tiles::Full);
-        test(D, {512, 1, 300, 511}, 1, false, 4.f, Tiles::Full);
-        test(D, {512, 5, 77}, 2, true, 4.f, Tiles::Full);
-        test(D, {300, 1, 64, 129, 9}, 2, false, 2.f, Tiles::Random);
-        test(D, {200, 3, 130, 70}, 2, false, 1.f, Tiles::Partial);
+    for (Entry e : {Entry::Default, Entry::V3}) {
+        for (int D : {32, 64}) {
+            test(D, lens, 2, false, 1.f, Tiles::Full, e);
+            test(D, lens, 3, true, 1.f, Tiles::Full, e);
+            test(D, {512, 1, 300, 511}, 1, false, 4.f, Tiles::Full, e);
+            test(D, {512, 5, 77}, 2, true, 4.f, Tiles::Full, e);
+            test(D, {300, 1, 64, 129, 9}, 2, false, 2.f, Tiles::Random, e);
+            test(D, {200, 3, 130, 70}, 2, false, 1.f, Tiles::Partial, e);
+        }
+        // hd32 runs 32-key tiles, hd64 64-key tiles: lengths around both tile sizes.
+        for (int D : {32, 64}) test(D, {1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 128, 200}, 2, false, 1.f, Tiles::Full, e);
     }
-    // hd32 runs 32-key tiles, hd64 64-key tiles: lengths around both tile sizes.
-    for (int D : {32, 64}) test(D, {1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 128, 200}, 2, false, 1.f, Tiles::Full);
-    // The 4-stage ring: lengths around 1, 2, 3, 4 and 5 tiles of 32 keys (prologue with fewer tiles than
+    // v3's 4-stage ring: lengths around 1, 2, 3, 4 and 5 tiles of 32 keys (prologue with fewer tiles than
     // stages, the ring wrapping), [CLS]-only and random tiles.
-    test(32, {1, 31, 32, 33, 64, 65, 96, 97, 128, 129, 160, 161, 200, 512}, 2, false, 1.f, Tiles::Full, true);
-    test(32, {512, 5, 77, 130}, 2, true, 4.f, Tiles::Full, true);
-    test(32, {300, 1, 64, 129, 9}, 2, false, 2.f, Tiles::Random, true);
+    test(32, {1, 31, 32, 33, 64, 65, 96, 97, 128, 129, 160, 161, 200, 512}, 2, false, 1.f, Tiles::Full, Entry::V3S4);
+    test(32, {512, 5, 77, 130}, 2, true, 4.f, Tiles::Full, Entry::V3S4);
+    test(32, {300, 1, 64, 129, 9}, 2, false, 2.f, Tiles::Random, Entry::V3S4);
     fails += launch_errors;
     printf("%s (%d failures)\n", fails ? "FAILED" : "ALL OK", fails);
     return fails != 0;

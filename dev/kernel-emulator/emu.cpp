@@ -149,17 +149,21 @@ void test_gather(int nsrc, int n, int H, unsigned block, unsigned grid) {
     char nm[128]; snprintf(nm, 128, "gather_rows n=%d H=%d b=%u g=%u", n, H, block, grid); report(nm, err, 0);
 }
 
-void test_pool(int n, int H, int L, unsigned block, unsigned grid) {
+// v4: pooler_classifier_v4_f16 (the A/B candidate) instead of pooler_classifier_f16.
+void test_pool(int n, int H, int L, unsigned block, unsigned grid, bool v4 = false) {
     auto x = rand_h((size_t)n * H), wp = rand_h((size_t)H * H, 0.05f), bp = rand_h(H, 0.1f), wc = rand_h((size_t)L * H, 0.1f), bc = rand_h(L);
     std::vector<float> logits((size_t)n * L, -777.f);
-    launch(grid, block, [&] { pooler_classifier_f16(x.data(), wp.data(), bp.data(), wc.data(), bc.data(), logits.data(), n, H, L); });
+    launch(grid, block, [&] {
+        if (v4) pooler_classifier_v4_f16(x.data(), wp.data(), bp.data(), wc.data(), bc.data(), logits.data(), n, H, L);
+        else pooler_classifier_f16(x.data(), wp.data(), bp.data(), wc.data(), bc.data(), logits.data(), n, H, L);
+    });
     double err = 0;
     for (int p = 0; p < n; ++p) {
         std::vector<double> pooled(H);
         for (int j = 0; j < H; ++j) { double a = F(bp[j]); for (int k = 0; k < H; ++k) a += (double)F(wp[(size_t)j * H + k]) * F(x[(size_t)p * H + k]); pooled[j] = std::tanh(a); }
         for (int l = 0; l < L; ++l) { double a = F(bc[l]); for (int j = 0; j < H; ++j) a += (double)F(wc[(size_t)l * H + j]) * pooled[j]; err = std::max(err, std::abs(a - logits[(size_t)p * L + l])); }
     }
-    char nm[128]; snprintf(nm, 128, "pooler_classifier n=%d H=%d L=%d b=%u g=%u", n, H, L, block, grid); report(nm, err, 1e-4);
+    char nm[128]; snprintf(nm, 128, "pooler_classifier%s n=%d H=%d L=%d b=%u g=%u", v4 ? "_v4" : "", n, H, L, block, grid); report(nm, err, 1e-4);
 }
 
 void test_attn(int D, std::vector<int> lens, int heads, bool cls_only, float qk_scale, bool random_tiles = false) {
@@ -215,8 +219,11 @@ int main() {
     test_gelu(7, 1536, 256, 3); test_gelu(3, 6, 64, 100); test_gelu(5, 40, 32, 2); test_gelu(4, 1530, 64, 3);
     test_gelu(33, 1536, 32, 1); test_gelu(50, 64, 64, 1); test_gelu(9, 1536, 64, 5, 2); test_gelu(11, 56, 64, 1); test_gelu(20, 24, 96, 1); test_gelu(40, 1536, 256, 4);
     test_gather(20, 9, 384, 128, 4); test_gather(5, 3, 2, 32, 1);
-    test_pool(3, 384, 1, 256, 2); test_pool(4, 66, 3, 64, 4); test_pool(2, 1024, 2, 1024, 1);
-    test_pool(9, 384, 1, 1024, 1); test_pool(13, 384, 2, 256, 4); test_pool(143, 384, 1, 1024, 36); test_pool(5, 1536, 1, 128, 2);
+    for (bool v4 : {false, true}) {
+        test_pool(3, 384, 1, 256, 2, v4); test_pool(4, 66, 3, 64, 4, v4); test_pool(2, 1024, 2, 1024, 1, v4);
+        test_pool(9, 384, 1, 1024, 1, v4); test_pool(13, 384, 2, 256, 4, v4); test_pool(143, 384, 1, 1024, 36, v4);
+        test_pool(5, 1536, 1, 128, 2, v4);
+    }
     std::vector<int> lens = {1, 2, 63, 64, 65, 127, 128, 129, 200, 17};
     for (int D : {32, 64}) {
         test_attn(D, lens, 2, false, 1.f); test_attn(D, lens, 3, true, 1.f);

@@ -5,11 +5,10 @@ mod attention;
 pub mod ops;
 mod vmath;
 
-use crate::batch::RaggedBatch;
+use crate::batch::{Queries, RaggedBatch};
 use crate::config::ModelConfig;
 use crate::profile::{fused_ffn_stage, layer_stage, Laps, Profile};
 use crate::weights::BertWeights;
-use ops::Queries;
 use std::sync::Mutex;
 
 pub struct CpuBackend {

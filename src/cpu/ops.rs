@@ -4,15 +4,8 @@
 
 use rayon::prelude::*;
 
-/// Queries an attention call computes: all of them, or only each pair's `[CLS]` (the last layer needs
-/// nothing else once K and V are formed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Queries {
-    /// Output row of query q of pair p: `cu_seqlens[p] + q` (T rows).
-    All,
-    /// Output row of pair p's `[CLS]` query: `p` (n rows).
-    ClsOnly,
-}
+/// Which queries an attention call computes (defined with the batch both backends consume).
+pub use crate::batch::Queries;
 
 /// `out[t] = LayerNorm(word[ids[t]] + pos[position_ids[t]] + type[token_type_ids[t]])`; `out` is `[T, h]`.
 /// Indices must have been validated (see `RaggedBatch::validate`).

@@ -2,21 +2,15 @@
 //! host-checked facts the launchers rely on), the activation buffers sized once from the token budget,
 //! and fp16 upload/download helpers for tests.
 
-use cudarc::driver::{CudaEvent, CudaSlice, CudaView, DevicePtr, DeviceRepr, PinnedHostSlice};
+use cudarc::driver::{CudaEvent, CudaSlice, CudaView, DeviceRepr, PinnedHostSlice};
 use half::f16;
 
-use super::context::{cuda_err, Gpu};
+use super::context::Gpu;
+use super::device::cuda_err;
 use super::plan::{self, ActivationSizes, IndexLayout, PackedBatch};
 use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-
-/// The device address of a buffer. xenc orders its streams itself with event tracking off, so the guard
-/// cudarc returns has nothing to record and is dropped at once.
-pub(crate) fn addr<T>(gpu: &Gpu, x: &impl DevicePtr<T>) -> u64 {
-    let (p, _guard) = x.device_ptr(&gpu.stream);
-    p
-}
 
 /// Page-locked host memory for asynchronous copies, with an event marking the end of the last copy that
 /// used it: the host waits on that event before it touches the memory again, and on nothing else.
@@ -157,7 +151,7 @@ impl DeviceBatch {
             )));
         }
         self.staging.host_mut()?[..layout.total].copy_from_slice(&self.packed.data);
-        let dst = addr(gpu, &self.buf);
+        let dst = gpu.addr(&self.buf);
         gpu.copy_stream
             .wait(&self.released)
             .map_err(cuda_err("ordering the upload after the previous batch"))?;
@@ -205,7 +199,7 @@ impl DeviceBatch {
 
     /// Device address of element `offset` of the index buffer.
     pub(crate) fn addr_of(&self, gpu: &Gpu, offset: usize) -> u64 {
-        addr(gpu, &self.buf) + 4 * offset as u64
+        gpu.addr(&self.buf) + 4 * offset as u64
     }
 }
 

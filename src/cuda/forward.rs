@@ -2,8 +2,10 @@
 //!
 //! embed_layernorm → per layer: QKV GEMM (+bias, cuBLASLt epilogue) → attention_varlen → out-proj GEMM
 //! → add_bias_residual_layernorm → FFN-in GEMM → bias_gelu (or both in gemm_bias_gelu with
-//! `XENC_FFN_IN=fused`) → FFN-out GEMM → add_bias_residual_layernorm. With `XENC_RESIDUAL=gemm` the
+//! [`CudaOptions::ffn_in`](crate::CudaOptions::ffn_in) = fused) → FFN-out GEMM →
+//! add_bias_residual_layernorm. With [`CudaOptions::residual`](crate::CudaOptions::residual) = gemm the
 //! out-proj and FFN-out GEMMs add bias and residual into the hidden rows and layernorm normalises them.
+//! Which entry point each kernel launch runs is `plan`'s choice (`forward_entries` lists them).
 //! In the last layer, once Q, K, V exist for all T rows, only the n [CLS] rows go on (gather_rows,
 //! attention in ClsOnly mode). Then pooler_classifier → fp32 logits. Every buffer comes from
 //! [`Activations`], allocated once for the token budget.
@@ -11,15 +13,15 @@
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
 use half::f16;
 
-use super::buffers::{addr, Activations};
+use super::buffers::Activations;
 use super::context::Gpu;
 use super::launch;
 use super::plan;
 use super::profile::{lap, EventClock};
 use super::weights::DeviceWeights;
+use crate::batch::Queries;
 use crate::batch::RaggedBatch;
 use crate::config::ModelConfig;
-use crate::cpu::ops::Queries;
 use crate::error::Result;
 use crate::profile::layer_stage;
 
@@ -62,16 +64,8 @@ pub(crate) fn enqueue(
     lap(clock, gpu, "embed_layernorm")?;
 
     let last = lay.layers.len() - 1;
-    // The fused FFN-in kernel where asked for and it takes the FFN's shape (h % 32 == 0, intermediate %
-    // 128 == 0).
-    let ffn_in = match gpu.options.ffn_in {
-        fused @ launch::FfnIn::Fused(_)
-            if plan::gemm_bias_gelu_launch(1, h, inter, plan::GBG_THREADS).is_ok() =>
-        {
-            fused
-        }
-        _ => launch::FfnIn::GemmThenGelu,
-    };
+    // The fused FFN-in kernel where asked for and it takes the FFN's shape.
+    let ffn_in = plan::ffn_in_path(gpu.options.ffn_in, h, inter);
     let residual = gpu.options.residual;
     for (l, ls) in lay.layers.iter().enumerate() {
         let qkv = &mut a.qkv.slice_mut(..t * 3 * h);
@@ -206,14 +200,14 @@ pub(crate) fn enqueue(
     let len = n * labels;
     // SAFETY: the logits buffer holds at least n * labels floats, written by pooler_classifier above on
     // this stream; the slot's host memory holds as many (both sized from the token budget).
-    unsafe { a.logits_host[slot].download(gpu, addr(gpu, &a.logits), len)? };
+    unsafe { a.logits_host[slot].download(gpu, gpu.addr(&a.logits), len)? };
     lap(clock, gpu, "logits_to_host")?;
     Ok(())
 }
 
 /// The end of a sub-layer: `x = LayerNorm(input · weightᵀ + bias + x)` over `rows` rows, input `[rows, k]`,
 /// x `[rows, h]`; `wbgb` = weight `[h, k]`, bias, LayerNorm gamma and beta. Where the residual is added is
-/// `residual` (`XENC_RESIDUAL`): by the LayerNorm, reading the GEMM's output from the `proj` scratch rows,
+/// `residual` ([`CudaOptions::residual`](crate::CudaOptions::residual)): by the LayerNorm, reading the GEMM's output from the `proj` scratch rows,
 /// or by the GEMM itself into x. Laps `stages.0` after the GEMM and `stages.1` after the LayerNorm.
 #[allow(clippy::too_many_arguments)]
 fn project_add_norm(

@@ -1,7 +1,9 @@
-//! The four GEMMs of a layer on cuBLASLt with cached plans, and the switch to the older path.
+//! The four GEMMs of a layer on cuBLASLt with cached plans, and the switch to the older path. Everything
+//! here takes the GEMM state ([`Gemms`]: the handles, the workspace, the plan cache and the stream they
+//! run on), not the whole GPU, which holds it.
 //!
 //! All four are `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])`, fp16 in and out, fp32 accumulation
-//! and fp32 alpha/beta. Row-major through column-major cuBLASLt as in `launch`: outᵀ = w · xᵀ, i.e.
+//! and fp32 alpha/beta. Row-major through column-major BLAS: outᵀ = w · xᵀ, i.e.
 //! m = n, n = rows, A = w's buffer read as `[k, n]` (ld k) with op(A) = Aᵀ, B = x's buffer read as
 //! `[k, rows]` (ld k), C = D = out read as `[n, rows]` (ld n); the bias (BIAS epilogue) is fp16, one
 //! value per row of D, added in fp32 before the one rounding to fp16.
@@ -15,9 +17,10 @@
 //! handle; the workspace is used only on the GPU's compute stream, so calls in a row are ordered. The
 //! heuristic is told the pointers' alignment and allows split-K only with fp32 partial sums.
 //!
-//! `XENC_GEMM=cublas` selects the path xenc used before (cuBLAS `cublasGemmEx` for `linear`, cudarc's
-//! `CudaBlasLT::matmul` for `linear_bias`), kept as the reference and for A/B runs; `XENC_GEMM_ALGO=i`
-//! makes the cuBLASLt path use the heuristic's i-th algorithm instead of its first.
+//! [`GemmPath::Cublas`] (`CudaOptions::gemm`, `--gemm cublas`) selects the path xenc used before (cuBLAS
+//! `cublasGemmEx` for `linear`, cudarc's `CudaBlasLT::matmul` for `linear_bias`), kept as the reference
+//! and for A/B runs; `CudaOptions::gemm_algo` (`--gemm-algo i`) makes the cuBLASLt path use the
+//! heuristic's i-th algorithm instead of its first.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -25,21 +28,20 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::sys::cublasOperation_t::{self, CUBLAS_OP_N, CUBLAS_OP_T};
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::cublaslt::sys::{
     self as lt, cublasComputeType_t, cublasLtEpilogue_t, cublasLtMatmulAlgoConfigAttributes_t,
     cublasLtMatmulDescAttributes_t as Desc, cublasLtMatmulHeuristicResult_t,
     cublasLtMatmulPreferenceAttributes_t as Pref, cublasLtReductionScheme_t, cublasStatus_t,
     cudaDataType_t,
 };
-use cudarc::cublaslt::CudaBlasLT;
+use cudarc::cublaslt::{CudaBlasLT, Matmul, MatmulConfig};
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtrMut};
 use half::f16;
 
-use super::buffers::addr;
-use super::context::Gpu;
-use super::launch::gemm_dims;
-use super::plan;
+use super::device::addr;
+use super::plan::{self, gemm_dims};
 use crate::error::{Error, Result};
 use crate::options::CudaOptions;
 pub use crate::options::GemmPath;
@@ -75,9 +77,7 @@ impl GemmChoice {
                 "cuBLASLt, plans cached per shape, heuristic algorithm {}",
                 self.algo
             ),
-            GemmPath::Cublas => {
-                "cuBLAS GemmEx + cudarc cuBLASLt matmul (XENC_GEMM=cublas)".to_string()
-            }
+            GemmPath::Cublas => "cuBLAS GemmEx + cudarc cuBLASLt matmul (gemm=cublas)".to_string(),
         }
     }
 }
@@ -471,11 +471,13 @@ impl LtGemm {
 }
 
 /// What a GPU holds for its GEMMs: the choice made at creation (changeable for A/B runs in one
-/// process), and the state of each path, made when the path is first needed.
+/// process), the compute stream they run on, the cuBLAS handle, and the state of each cuBLASLt path,
+/// made when the path is first needed.
 pub(crate) struct Gemms {
     pub choice: GemmChoice,
     stream: Arc<CudaStream>,
     arch: u32,
+    blas: CudaBlas,
     lt: OnceLock<LtGemm>,
     cudarc_lt: OnceLock<CudaBlasLT>,
 }
@@ -483,10 +485,13 @@ pub(crate) struct Gemms {
 impl Gemms {
     /// Makes the state of `choice.path` now, so that a failure shows when the GPU is opened.
     pub fn new(stream: &Arc<CudaStream>, arch: u32, choice: GemmChoice) -> Result<Self> {
+        let blas = CudaBlas::new(stream.clone())
+            .map_err(|e| Error::cuda(format!("cuBLAS handle: {e}")).with_source(e))?;
         let g = Gemms {
             choice,
             stream: stream.clone(),
             arch,
+            blas,
             lt: OnceLock::new(),
             cudarc_lt: OnceLock::new(),
         };
@@ -505,8 +510,8 @@ impl Gemms {
         Ok(self.lt.get_or_init(|| l))
     }
 
-    /// cudarc's cuBLASLt handle for the `XENC_GEMM=cublas` path's `linear_bias`.
-    pub fn cudarc_lt(&self) -> Result<&CudaBlasLT> {
+    /// cudarc's cuBLASLt handle for the cuBLAS path's `linear_bias`.
+    fn cudarc_lt(&self) -> Result<&CudaBlasLT> {
         if let Some(b) = self.cudarc_lt.get() {
             return Ok(b);
         }
@@ -528,7 +533,7 @@ impl Gemms {
     }
 }
 
-/// One of the heuristic's algorithms for a GEMM, as [`lt_algorithms`] lists them.
+/// One of the heuristic's algorithms for a GEMM, as `launch::lt_algorithms` lists them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LtAlgo {
     /// Position in the heuristic's answer (0 = its first choice).
@@ -612,7 +617,7 @@ struct Addresses {
 /// nothing run) for zero rows.
 #[allow(clippy::too_many_arguments)]
 fn with_plan<R>(
-    gpu: &Gpu,
+    g: &Gemms,
     x: &CudaView<'_, f16>,
     w: &CudaView<'_, f16>,
     bias: Option<&CudaView<'_, f16>>,
@@ -623,18 +628,18 @@ fn with_plan<R>(
     f: impl FnOnce(lt::cublasLtHandle_t, &Plan, Addresses, &str) -> Result<R>,
 ) -> Result<Option<R>> {
     let gemm = &gemm_name(bias.is_some(), rows, k, n);
-    gemm_dims(gemm, x.len(), w.len(), out.len(), rows, k, n)?;
+    dims(gemm, x.len(), w.len(), out.len(), rows, k, n)?;
     if let Some(b) = bias {
         plan::check_len("bias", b.len(), n).map_err(|m| Error::cuda(format!("{gemm}: {m}")))?;
     }
     if rows == 0 {
         return Ok(None);
     }
-    let state = gpu.gemm.lt()?;
-    let (pa, pb) = (addr(gpu, w), addr(gpu, x));
-    let pbias = bias.map(|b| addr(gpu, b));
+    let state = g.lt()?;
+    let (pa, pb) = (addr(&g.stream, w), addr(&g.stream, x));
+    let pbias = bias.map(|b| addr(&g.stream, b));
     // The guard records nothing (event tracking is off) but is kept until the matmul is enqueued.
-    let (pd, _guard) = out.device_ptr_mut(&gpu.stream);
+    let (pd, _guard) = out.device_ptr_mut(&g.stream);
     let align = [pa, pb, pd, pbias.unwrap_or(0)]
         .into_iter()
         .map(alignment)
@@ -652,7 +657,7 @@ fn with_plan<R>(
         a: pa,
         b: pb,
         d: pd,
-        workspace: addr(gpu, &state.workspace),
+        workspace: addr(&g.stream, &state.workspace),
         workspace_bytes: ws,
     };
     let mut inner = state.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -667,111 +672,212 @@ fn with_plan<R>(
     f(handle, plan, at, gemm).map(Some)
 }
 
-/// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n]) + beta · out` on cuBLASLt with a cached plan and
-/// heuristic result `algo` (beta 0: out is only written; 1: accumulated into, C = D in place).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul(
-    gpu: &Gpu,
-    algo: Algo,
-    x: &CudaView<'_, f16>,
-    w: &CudaView<'_, f16>,
-    bias: Option<&CudaView<'_, f16>>,
-    out: &mut CudaViewMut<'_, f16>,
-    beta: f32,
+/// [`plan::gemm_dims`] as an error naming the GEMM.
+fn dims(
+    gemm: &str,
+    x: usize,
+    w: usize,
+    out: usize,
     rows: usize,
     k: usize,
     n: usize,
-) -> Result<()> {
-    let stream = gpu.stream.cu_stream() as lt::cudaStream_t;
-    let run = |handle, plan: &Plan, at: Addresses, gemm: &str| {
-        let count = plan.algos.len();
-        let (want, fallback) = match algo {
-            Algo::Preferred(i) => (i, true),
-            Algo::Exact(i) => (i, false),
+) -> Result<(i32, i32, i32)> {
+    gemm_dims(x, w, out, rows, k, n).map_err(|m| Error::cuda(format!("{gemm}: {m}")))
+}
+
+impl Gemms {
+    /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n]) + beta · out` on cuBLASLt with a cached plan and
+    /// heuristic result `algo` (beta 0: out is only written; 1: accumulated into, C = D in place).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        &self,
+        algo: Algo,
+        x: &CudaView<'_, f16>,
+        w: &CudaView<'_, f16>,
+        bias: Option<&CudaView<'_, f16>>,
+        out: &mut CudaViewMut<'_, f16>,
+        beta: f32,
+        rows: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<()> {
+        let stream = self.stream.cu_stream() as lt::cudaStream_t;
+        let run = |handle, plan: &Plan, at: Addresses, gemm: &str| {
+            let count = plan.algos.len();
+            let (want, fallback) = match algo {
+                Algo::Preferred(i) => (i, true),
+                Algo::Exact(i) => (i, false),
+            };
+            let Some((i, fell_back)) = pick(count, want, fallback) else {
+                return Err(Error::cuda(format!(
+                    "{gemm}: algorithm {want} asked for, the heuristic offers {count}"
+                )));
+            };
+            if fell_back && !FELL_BACK.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "gemm-algo {want}, but cuBLASLt offers {count} algorithm(s) for {gemm}: using its \
+                     first there (said once)"
+                );
+            }
+            let alpha = 1f32;
+            let ptr = |p: u64| p as usize as *const c_void;
+            // SAFETY: dims checked x, w and out against the extents the layouts describe (and the bias
+            // against n); every handle is live under the mutex; alpha and beta are host fp32 (the
+            // descriptor's scale type, default host pointer mode); C = D = out with one layout and one
+            // pointer (cuBLASLt's in-place case); the workspace is the allocation of the size the
+            // heuristic was told.
+            let s = unsafe {
+                lt::cublasLtMatmul(
+                    handle,
+                    plan.desc.0,
+                    &alpha as *const f32 as *const c_void,
+                    ptr(at.a),
+                    plan.a.0,
+                    ptr(at.b),
+                    plan.b.0,
+                    &beta as *const f32 as *const c_void,
+                    ptr(at.d),
+                    plan.c.0,
+                    ptr(at.d) as *mut c_void,
+                    plan.c.0,
+                    &plan.algos[i].algo,
+                    ptr(at.workspace) as *mut c_void,
+                    at.workspace_bytes,
+                    stream,
+                )
+            };
+            check(s, gemm, &format!("cublasLtMatmul (algorithm {i})"))
         };
-        let Some((i, fell_back)) = pick(count, want, fallback) else {
-            return Err(Error::cuda(format!(
-                "{gemm}: algorithm {want} asked for, the heuristic offers {count}"
-            )));
-        };
-        if fell_back && !FELL_BACK.swap(true, Ordering::Relaxed) {
-            log::warn!(
-                "gemm-algo {want} asked for (XENC_GEMM_ALGO), but cuBLASLt offers {count} algorithm(s) for {gemm}: \
-                 using its first there (said once)"
-            );
+        with_plan(self, x, w, bias, out, rows, k, n, run).map(drop)
+    }
+
+    /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ`: fp16 in and out, fp32 accumulation, on the chosen path:
+    /// cuBLASLt with a plan cached per shape, or cuBLAS `cublasGemmEx`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear(
+        &self,
+        x: &CudaView<'_, f16>,
+        w: &CudaView<'_, f16>,
+        out: &mut CudaViewMut<'_, f16>,
+        rows: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<()> {
+        if self.choice.path == GemmPath::Lt {
+            let algo = Algo::Preferred(self.choice.algo);
+            return self.matmul(algo, x, w, None, out, 0.0, rows, k, n);
         }
-        let alpha = 1f32;
-        let ptr = |p: u64| p as usize as *const c_void;
-        // SAFETY: gemm_dims checked x, w and out against the extents the layouts describe (and the bias
-        // against n); every handle is live under the mutex; alpha and beta are host fp32 (the
-        // descriptor's scale type, default host pointer mode); C = D = out with one layout and one
-        // pointer (cuBLASLt's in-place case); the workspace is the allocation of the size the heuristic
-        // was told.
-        let s = unsafe {
-            lt::cublasLtMatmul(
-                handle,
-                plan.desc.0,
-                &alpha as *const f32 as *const c_void,
-                ptr(at.a),
-                plan.a.0,
-                ptr(at.b),
-                plan.b.0,
-                &beta as *const f32 as *const c_void,
-                ptr(at.d),
-                plan.c.0,
-                ptr(at.d) as *mut c_void,
-                plan.c.0,
-                &plan.algos[i].algo,
-                ptr(at.workspace) as *mut c_void,
-                at.workspace_bytes,
-                stream,
-            )
+        let (r, k, n) = dims("cuBLAS GEMM", x.len(), w.len(), out.len(), rows, k, n)?;
+        if r == 0 {
+            return Ok(());
+        }
+        let cfg = GemmConfig {
+            transa: CUBLAS_OP_T,
+            transb: CUBLAS_OP_N,
+            m: n,
+            n: r,
+            k,
+            alpha: f16::ONE,
+            lda: k,
+            ldb: k,
+            beta: f16::ZERO,
+            ldc: n,
         };
-        check(s, gemm, &format!("cublasLtMatmul (algorithm {i})"))
-    };
-    with_plan(gpu, x, w, bias, out, rows, k, n, run).map(drop)
-}
+        // SAFETY: the lengths were checked against the GEMM's extents above.
+        unsafe { self.blas.gemm(cfg, w, x, out) }
+            .map_err(|e| Error::cuda(format!("cuBLAS GEMM {rows}x{k}x{n}: {e}")).with_source(e))
+    }
 
-/// The algorithms cuBLASLt's heuristic offers for this GEMM (at most [`HEURISTIC_COUNT`], best guess
-/// first), from the cached plan (made now if needed). Empty for zero rows.
-#[allow(clippy::too_many_arguments)]
-pub fn lt_algorithms(
-    gpu: &Gpu,
-    x: &CudaView<'_, f16>,
-    w: &CudaView<'_, f16>,
-    bias: Option<&CudaView<'_, f16>>,
-    out: &mut CudaViewMut<'_, f16>,
-    rows: usize,
-    k: usize,
-    n: usize,
-) -> Result<Vec<LtAlgo>> {
-    let list = |_, plan: &Plan, _, _: &str| {
-        Ok(plan
-            .algos
-            .iter()
-            .enumerate()
-            .map(|(i, r)| LtAlgo::from_result(i, r))
-            .collect())
-    };
-    Ok(with_plan(gpu, x, w, bias, out, rows, k, n, list)?.unwrap_or_default())
-}
+    /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ + bias[n] + beta · out` with cuBLASLt's BIAS epilogue (fp32
+    /// accumulation, one rounding to fp16): a cached plan, or on the cuBLAS path cudarc's
+    /// `CudaBlasLT::matmul`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_bias(
+        &self,
+        x: &CudaView<'_, f16>,
+        w: &CudaView<'_, f16>,
+        bias: &CudaView<'_, f16>,
+        out: &mut CudaViewMut<'_, f16>,
+        beta: f32,
+        rows: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<()> {
+        if self.choice.path == GemmPath::Lt {
+            let algo = Algo::Preferred(self.choice.algo);
+            return self.matmul(algo, x, w, Some(bias), out, beta, rows, k, n);
+        }
+        let gemm = "cuBLASLt GEMM";
+        let (r, _, _) = dims(gemm, x.len(), w.len(), out.len(), rows, k, n)?;
+        plan::check_len("bias", bias.len(), n).map_err(|m| Error::cuda(format!("{gemm}: {m}")))?;
+        if r == 0 {
+            return Ok(());
+        }
+        let cfg = MatmulConfig {
+            transa: true,
+            transb: false,
+            transc: false,
+            m: n as u64,
+            n: rows as u64,
+            k: k as u64,
+            alpha: 1.0,
+            lda: k as i64,
+            ldb: k as i64,
+            beta,
+            ldc: n as i64,
+            stride_a: None,
+            stride_b: None,
+            stride_c: None,
+            stride_bias: None,
+            batch_size: None,
+        };
+        // SAFETY: the lengths were checked against the GEMM's extents above; bias has n (= m) entries.
+        unsafe { self.cudarc_lt()?.matmul(cfg, w, x, out, Some(bias), None) }.map_err(|e| {
+            Error::cuda(format!("cuBLASLt GEMM+bias {rows}x{k}x{n}: {e}")).with_source(e)
+        })
+    }
 
-/// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])` on cuBLASLt with the heuristic's `algo`-th
-/// algorithm, whatever `XENC_GEMM` says: for benchmarks and tests of each algorithm. An `algo` the
-/// heuristic did not offer is an error.
-#[allow(clippy::too_many_arguments)]
-pub fn linear_lt(
-    gpu: &Gpu,
-    algo: usize,
-    x: &CudaView<'_, f16>,
-    w: &CudaView<'_, f16>,
-    bias: Option<&CudaView<'_, f16>>,
-    out: &mut CudaViewMut<'_, f16>,
-    rows: usize,
-    k: usize,
-    n: usize,
-) -> Result<()> {
-    matmul(gpu, Algo::Exact(algo), x, w, bias, out, 0.0, rows, k, n)
+    /// The algorithms cuBLASLt's heuristic offers for this GEMM (at most [`HEURISTIC_COUNT`], best guess
+    /// first), from the cached plan (made now if needed). Empty for zero rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lt_algorithms(
+        &self,
+        x: &CudaView<'_, f16>,
+        w: &CudaView<'_, f16>,
+        bias: Option<&CudaView<'_, f16>>,
+        out: &mut CudaViewMut<'_, f16>,
+        rows: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Vec<LtAlgo>> {
+        let list = |_, plan: &Plan, _, _: &str| {
+            Ok(plan
+                .algos
+                .iter()
+                .enumerate()
+                .map(|(i, r)| LtAlgo::from_result(i, r))
+                .collect())
+        };
+        Ok(with_plan(self, x, w, bias, out, rows, k, n, list)?.unwrap_or_default())
+    }
+
+    /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])` on cuBLASLt with the heuristic's `algo`-th
+    /// algorithm, whatever the chosen path: for benchmarks and tests of each algorithm. An `algo` the
+    /// heuristic did not offer is an error.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_lt(
+        &self,
+        algo: usize,
+        x: &CudaView<'_, f16>,
+        w: &CudaView<'_, f16>,
+        bias: Option<&CudaView<'_, f16>>,
+        out: &mut CudaViewMut<'_, f16>,
+        rows: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<()> {
+        self.matmul(Algo::Exact(algo), x, w, bias, out, 0.0, rows, k, n)
+    }
 }
 
 #[cfg(test)]

@@ -1,43 +1,20 @@
-//! Typed launchers, one per kernel, plus the two GEMMs. Each checks what the kernel's header contract
-//! asks (shapes, lengths, alignment, index ranges through [`DeviceBatch`]) and returns `Error::Cuda`
-//! naming the kernel before anything is launched. Arguments are passed as a list tagged with their C
-//! types and compared with the kernel's parameter list ([`SIGNATURES`], itself tested against the .cu
-//! files), so an argument out of order is an error rather than a wild pointer.
+//! Typed launchers, one per kernel, plus the GEMMs. Each checks what the kernel's header contract asks
+//! (shapes, lengths, alignment, index ranges through [`DeviceBatch`]) and returns `Error::Cuda` naming
+//! the kernel before anything is launched. The entry point comes from the selection functions of
+//! [`plan`] (`attention_entry`, ...); arguments are passed as a list tagged with their C types and
+//! compared with the entry's parameter list ([`plan::ENTRIES`], itself tested against the .cu files), so
+//! an argument out of order is an error rather than a wild pointer.
 
-use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
-use cudarc::cublas::{Gemm, GemmConfig};
-use cudarc::cublaslt::{Matmul, MatmulConfig};
-use cudarc::driver::{
-    CudaFunction, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{CudaView, CudaViewMut, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
 use half::f16;
 
-use super::buffers::{addr, DeviceBatch};
+use super::buffers::DeviceBatch;
 use super::context::Gpu;
+use super::gemm::LtAlgo;
 use super::plan::{self, Launch};
-use crate::cpu::ops::Queries;
+use crate::batch::Queries;
 use crate::error::{Error, Result};
-pub use crate::options::{AttentionKernel, FfnIn, GbgWarps, Residual};
-
-/// Each kernel's C parameter types, in order, as declared in kernels/*.cu.
-pub const SIGNATURES: &[(&str, &str)] = &[
-    ("embed_layernorm_f16", "const int*, const int*, const int*, const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
-    ("attention_varlen_hd32_f16", ATTENTION),
-    ("attention_varlen_hd64_f16", ATTENTION),
-    ("attention_mma_hd32_f16", ATTENTION),
-    ("attention_mma_hd64_f16", ATTENTION),
-    ("attention_mma_s4_hd32_f16", ATTENTION),
-    ("bias_gelu_f16", "__half*, const __half*, int, int"),
-    ("add_bias_residual_layernorm_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, __half*, int, int, float"),
-    ("layernorm_f16", "const __half*, const __half*, const __half*, __half*, int, int, float"),
-    ("gather_rows_f16", "const __half*, const int*, __half*, int, int"),
-    ("gemm_bias_gelu_f16", GEMM_BIAS_GELU),
-    ("gemm_bias_gelu_w64_f16", GEMM_BIAS_GELU),
-    ("pooler_classifier_f16", "const __half*, const __half*, const __half*, const __half*, const __half*, float*, int, int, int"),
-];
-const ATTENTION: &str =
-    "const __half*, __half*, const int*, const int*, const int4*, int, int, float";
-const GEMM_BIAS_GELU: &str = "const __half*, const __half*, const __half*, __half*, int, int, int";
+pub use crate::options::{AttentionKernel, FfnIn, GbgWarps, Pooler, Residual};
 
 /// One kernel argument and the C type it stands for.
 enum Arg {
@@ -73,10 +50,7 @@ fn int(kernel: &str, what: &str, v: usize) -> Result<Arg> {
 
 /// `Err` unless `args` have the C types of `kernel`'s parameters, in order.
 fn check_signature(kernel: &str, args: &[Arg]) -> Result<()> {
-    let want = SIGNATURES
-        .iter()
-        .find(|s| s.0 == kernel)
-        .map_or("?", |s| s.1);
+    let want = plan::find_entry(kernel).map_or("?", |e| e.params);
     let have = args.iter().map(Arg::c_type).collect::<Vec<_>>().join(", ");
     if have != want {
         return Err(fail(
@@ -87,11 +61,13 @@ fn check_signature(kernel: &str, args: &[Arg]) -> Result<()> {
     Ok(())
 }
 
-fn launch(gpu: &Gpu, f: &CudaFunction, kernel: &str, l: Launch, args: &[Arg]) -> Result<()> {
+/// Launches entry point `kernel` with `args` (checked against its parameter list) on the GPU's stream.
+fn launch(gpu: &Gpu, kernel: &str, l: Launch, args: &[Arg]) -> Result<()> {
     check_signature(kernel, args)?;
     if l.grid == 0 {
         return Ok(());
     }
+    let f = gpu.f.get(kernel)?;
     let mut b = gpu.stream.launch_builder(f);
     for a in args {
         match a {
@@ -113,7 +89,7 @@ fn launch(gpu: &Gpu, f: &CudaFunction, kernel: &str, l: Launch, args: &[Arg]) ->
 
 /// A read-only fp16 pointer argument, checked for length and 4-byte (half2) alignment.
 fn half_in(gpu: &Gpu, k: &str, what: &str, x: &impl DevicePtr<f16>, need: usize) -> Result<Arg> {
-    let a = addr(gpu, x);
+    let a = gpu.addr(x);
     check(
         k,
         plan::check_len(what, x.len(), need).and(plan::check_aligned(what, a, 4)),
@@ -152,7 +128,7 @@ pub fn embed_layernorm(
     h: usize,
     eps: f32,
 ) -> Result<()> {
-    const K: &str = "embed_layernorm_f16";
+    const K: &str = plan::EMBED_LAYERNORM;
     let lay = batch.layout(K)?;
     let t = lay.tokens;
     let l = plan::layernorm_launch_on(t, h, gpu.info.sm_count).map_err(|m| fail(K, m))?;
@@ -190,11 +166,11 @@ pub fn embed_layernorm(
         int(K, "H", h)?,
         Arg::Float(eps),
     ];
-    launch(gpu, &gpu.f.embed_layernorm, K, l, &args)
+    launch(gpu, K, l, &args)
 }
 
 /// Ragged attention over the batch: `qkv` `[T, 3H]` (Q | K | V), `ctx` gets `[T, H]` (`All`) or `[n, H]`
-/// (`ClsOnly`, row p = pair p's [CLS] query). head_dim 32 or 64; qkv and ctx 16-byte aligned. Runs the
+/// (`ClsOnly`, row p = pair p's `[CLS]` query). head_dim 32 or 64; qkv and ctx 16-byte aligned. Runs the
 /// kernel the GPU's options name ([`crate::CudaOptions::attention`]).
 pub fn attention_varlen(
     gpu: &Gpu,
@@ -221,15 +197,15 @@ pub fn attention_varlen_with(
     num_heads: usize,
     head_dim: usize,
 ) -> Result<()> {
-    let (k, f) = match (kernel, head_dim) {
-        (AttentionKernel::Simt, 32) => ("attention_varlen_hd32_f16", &gpu.f.attention_hd32),
-        (AttentionKernel::Simt, _) => ("attention_varlen_hd64_f16", &gpu.f.attention_hd64),
-        (AttentionKernel::Mma, 32) => ("attention_mma_hd32_f16", &gpu.f.attention_mma_hd32),
-        (AttentionKernel::MmaS4, 32) => ("attention_mma_s4_hd32_f16", &gpu.f.attention_mma_s4_hd32),
-        (AttentionKernel::Mma | AttentionKernel::MmaS4, _) => {
-            ("attention_mma_hd64_f16", &gpu.f.attention_mma_hd64)
-        }
-    };
+    let k = plan::attention_entry(kernel, head_dim).ok_or_else(|| {
+        fail(
+            "attention_varlen",
+            format!(
+                "head_dim {head_dim} has no kernel (supported: {:?})",
+                plan::ATTN_HEAD_DIMS
+            ),
+        )
+    })?;
     let lay = batch.layout(k)?;
     if num_heads != batch.num_heads() {
         return Err(fail(
@@ -265,7 +241,7 @@ pub fn attention_varlen_with(
         int(k, "num_heads", num_heads)?,
         Arg::Float(1.0 / (head_dim as f32).sqrt()),
     ];
-    launch(gpu, f, k, l, &args)
+    launch(gpu, k, l, &args)
 }
 
 /// `x = gelu_erf(x + bias)` in place; x `[rows, n]`, bias `[n]`, n even. 16-byte aligned x and bias with
@@ -277,7 +253,7 @@ pub fn bias_gelu(
     rows: usize,
     n: usize,
 ) -> Result<()> {
-    const K: &str = "bias_gelu_f16";
+    const K: &str = plan::BIAS_GELU;
     let l = plan::bias_gelu_launch(rows, n, gpu.info.sm_count).map_err(|m| fail(K, m))?;
     let args = [
         half_out(gpu, K, "x", x, rows * n)?,
@@ -285,7 +261,7 @@ pub fn bias_gelu(
         int(K, "rows", rows)?,
         int(K, "N", n)?,
     ];
-    launch(gpu, &gpu.f.bias_gelu, K, l, &args)
+    launch(gpu, K, l, &args)
 }
 
 /// `residual = LayerNorm(x + bias + residual)` in place (the kernel's `out` is `residual`); x and
@@ -302,7 +278,7 @@ pub fn add_bias_residual_layernorm(
     h: usize,
     eps: f32,
 ) -> Result<()> {
-    const K: &str = "add_bias_residual_layernorm_f16";
+    const K: &str = plan::ADD_BIAS_RESIDUAL_LAYERNORM;
     let l = plan::layernorm_launch_on(rows, h, gpu.info.sm_count).map_err(|m| fail(K, m))?;
     let out = half_out(gpu, K, "residual", residual, rows * h)?;
     let Arg::Ptr(r, _) = out else { unreachable!() };
@@ -317,11 +293,11 @@ pub fn add_bias_residual_layernorm(
         int(K, "H", h)?,
         Arg::Float(eps),
     ];
-    launch(gpu, &gpu.f.add_bias_residual_layernorm, K, l, &args)
+    launch(gpu, K, l, &args)
 }
 
-/// `x = LayerNorm(x)` in place; x `[rows, h]` (the kernel's `out` is `x`). With `XENC_RESIDUAL=gemm` the
-/// GEMM before it has already added bias and residual ([`linear_bias_add`]).
+/// `x = LayerNorm(x)` in place; x `[rows, h]` (the kernel's `out` is `x`). With
+/// [`Residual::InGemm`] the GEMM before it has already added bias and residual ([`linear_bias_add`]).
 pub fn layernorm(
     gpu: &Gpu,
     x: &mut impl DevicePtrMut<f16>,
@@ -331,7 +307,7 @@ pub fn layernorm(
     h: usize,
     eps: f32,
 ) -> Result<()> {
-    const K: &str = "layernorm_f16";
+    const K: &str = plan::LAYERNORM;
     let l = plan::layernorm_launch_on(rows, h, gpu.info.sm_count).map_err(|m| fail(K, m))?;
     let out = half_out(gpu, K, "x", x, rows * h)?;
     let Arg::Ptr(p, _) = out else { unreachable!() };
@@ -344,10 +320,10 @@ pub fn layernorm(
         int(K, "H", h)?,
         Arg::Float(eps),
     ];
-    launch(gpu, &gpu.f.layernorm, K, l, &args)
+    launch(gpu, K, l, &args)
 }
 
-/// `dst[p] = src[cu_seqlens[p]]`: each pair's [CLS] row; src `[T, h]`, dst `[n, h]`, not overlapping.
+/// `dst[p] = src[cu_seqlens[p]]`: each pair's `[CLS]` row; src `[T, h]`, dst `[n, h]`, not overlapping.
 pub fn gather_rows(
     gpu: &Gpu,
     batch: &DeviceBatch,
@@ -355,7 +331,7 @@ pub fn gather_rows(
     dst: &mut impl DevicePtrMut<f16>,
     h: usize,
 ) -> Result<()> {
-    const K: &str = "gather_rows_f16";
+    const K: &str = plan::GATHER_ROWS;
     let lay = batch.layout(K)?;
     let (t, n) = (lay.tokens, lay.pairs);
     let l = plan::elementwise_launch(n, h, gpu.info.sm_count).map_err(|m| fail(K, m))?;
@@ -374,11 +350,11 @@ pub fn gather_rows(
         int(K, "n", n)?,
         int(K, "H", h)?,
     ];
-    launch(gpu, &gpu.f.gather_rows, K, l, &args)
+    launch(gpu, K, l, &args)
 }
 
 /// The head: `logits[p] = wc · tanh(wp · x_cls[p] + bp) + bc`; x_cls `[n, h]`, wp `[h, h]`, wc `[l, h]`,
-/// logits `[n, l]` fp32.
+/// logits `[n, l]` fp32. Runs the version the GPU's options name ([`crate::CudaOptions::pooler`]).
 #[allow(clippy::too_many_arguments)]
 pub fn pooler_classifier(
     gpu: &Gpu,
@@ -392,52 +368,50 @@ pub fn pooler_classifier(
     h: usize,
     l: usize,
 ) -> Result<()> {
-    const K: &str = "pooler_classifier_f16";
-    let launch_shape = plan::pooler_launch(n, h).map_err(|m| fail(K, m))?;
+    let pooler = gpu.options.pooler;
+    pooler_classifier_with(gpu, pooler, x_cls, wp, bp, wc, bc, logits, n, h, l)
+}
+
+/// [`pooler_classifier`] with the version chosen by the caller.
+#[allow(clippy::too_many_arguments)]
+pub fn pooler_classifier_with(
+    gpu: &Gpu,
+    pooler: Pooler,
+    x_cls: &impl DevicePtr<f16>,
+    wp: &impl DevicePtr<f16>,
+    bp: &impl DevicePtr<f16>,
+    wc: &impl DevicePtr<f16>,
+    bc: &impl DevicePtr<f16>,
+    logits: &mut impl DevicePtrMut<f32>,
+    n: usize,
+    h: usize,
+    l: usize,
+) -> Result<()> {
+    let k = plan::pooler_entry(pooler);
+    let launch_shape = plan::pooler_launch(n, h).map_err(|m| fail(k, m))?;
     let len = logits.len();
     let (out, _guard) = logits.device_ptr_mut(&gpu.stream);
     check(
-        K,
+        k,
         plan::check_len("logits", len, n * l).and(plan::check_aligned("logits", out, 4)),
     )?;
     let args = [
-        half_in(gpu, K, "x_cls", x_cls, n * h)?,
-        half_in(gpu, K, "wp", wp, h * h)?,
-        half_in(gpu, K, "bp", bp, h)?,
-        half_in(gpu, K, "wc", wc, l * h)?,
-        half_in(gpu, K, "bc", bc, l)?,
+        half_in(gpu, k, "x_cls", x_cls, n * h)?,
+        half_in(gpu, k, "wp", wp, h * h)?,
+        half_in(gpu, k, "bp", bp, h)?,
+        half_in(gpu, k, "wc", wc, l * h)?,
+        half_in(gpu, k, "bc", bc, l)?,
         Arg::Ptr(out, "float*"),
-        int(K, "n", n)?,
-        int(K, "H", h)?,
-        int(K, "L", l)?,
+        int(k, "n", n)?,
+        int(k, "H", h)?,
+        int(k, "L", l)?,
     ];
-    launch(gpu, &gpu.f.pooler_classifier, K, launch_shape, &args)
-}
-
-pub(crate) fn gemm_dims(
-    what: &str,
-    x: usize,
-    w: usize,
-    out: usize,
-    rows: usize,
-    k: usize,
-    n: usize,
-) -> Result<(i32, i32, i32)> {
-    let e = |m: String| Error::cuda(format!("{what}: {m}"));
-    plan::check_len("x", x, rows * k)
-        .and(plan::check_len("w", w, n * k))
-        .and(plan::check_len("out", out, rows * n))
-        .map_err(e)?;
-    let fit = |v: usize| {
-        i32::try_from(v)
-            .map_err(|_| Error::cuda(format!("{what}: dimension {v} does not fit an int")))
-    };
-    Ok((fit(rows)?, fit(k)?, fit(n)?))
+    launch(gpu, k, launch_shape, &args)
 }
 
 /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ`: fp16 in and out, fp32 accumulation. Row-major through
-/// column-major BLAS: outᵀ = w · xᵀ, i.e. op(A) = Aᵀ on w's buffer read as `[k, n]`. On cuBLASLt with a
-/// plan cached per shape (`gemm`), or with `XENC_GEMM=cublas` on cuBLAS (`cublasGemmEx`).
+/// column-major BLAS: outᵀ = w · xᵀ. On the GEMM path of the GPU's options ([`crate::CudaOptions::gemm`]):
+/// cuBLASLt with a plan cached per shape, or cuBLAS `cublasGemmEx`.
 pub fn linear(
     gpu: &Gpu,
     x: &CudaView<'_, f16>,
@@ -447,30 +421,7 @@ pub fn linear(
     k: usize,
     n: usize,
 ) -> Result<()> {
-    let choice = gpu.gemm.choice;
-    if choice.path == super::gemm::GemmPath::Lt {
-        let algo = super::gemm::Algo::Preferred(choice.algo);
-        return super::gemm::matmul(gpu, algo, x, w, None, out, 0.0, rows, k, n);
-    }
-    let (r, k, n) = gemm_dims("cuBLAS GEMM", x.len(), w.len(), out.len(), rows, k, n)?;
-    if r == 0 {
-        return Ok(());
-    }
-    let cfg = GemmConfig {
-        transa: CUBLAS_OP_T,
-        transb: CUBLAS_OP_N,
-        m: n,
-        n: r,
-        k,
-        alpha: f16::ONE,
-        lda: k,
-        ldb: k,
-        beta: f16::ZERO,
-        ldc: n,
-    };
-    // SAFETY: the lengths were checked against the GEMM's extents above.
-    unsafe { gpu.blas.gemm(cfg, w, x, out) }
-        .map_err(|e| Error::cuda(format!("cuBLAS GEMM {rows}x{k}x{n}: {e}")).with_source(e))
+    gpu.gemm.linear(x, w, out, rows, k, n)
 }
 
 /// `y[rows, n] = gelu_erf(x[rows, k] · w[n, k]ᵀ + bias[n])` in one kernel (tensor cores, fp32 accumulation,
@@ -488,18 +439,7 @@ pub fn linear_bias_gelu(
     k: usize,
     n: usize,
 ) -> Result<()> {
-    let (kname, f, threads) = match warps {
-        GbgWarps::W32 => (
-            "gemm_bias_gelu_f16",
-            &gpu.f.gemm_bias_gelu,
-            plan::GBG_THREADS,
-        ),
-        GbgWarps::W64 => (
-            "gemm_bias_gelu_w64_f16",
-            &gpu.f.gemm_bias_gelu_w64,
-            plan::GBG_W64_THREADS,
-        ),
-    };
+    let (kname, threads) = plan::gemm_bias_gelu_entry(warps);
     let l = plan::gemm_bias_gelu_launch(rows, k, n, threads).map_err(|m| fail(kname, m))?;
     let args = [
         half_in(gpu, kname, "x", x, rows * k)?,
@@ -515,12 +455,12 @@ pub fn linear_bias_gelu(
             check(kname, plan::check_aligned(what, *a, 16))?;
         }
     }
-    launch(gpu, f, kname, l, &args)
+    launch(gpu, kname, l, &args)
 }
 
 /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ + bias[n]` with cuBLASLt's BIAS epilogue (fp32 accumulation,
 /// the bias added before the one rounding to fp16), so the QKV bias costs no extra pass over the output.
-/// A plan cached per shape (`gemm`), or with `XENC_GEMM=cublas` cudarc's `CudaBlasLT::matmul`.
+/// A plan cached per shape, or on the cuBLAS path cudarc's `CudaBlasLT::matmul`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_bias(
     gpu: &Gpu,
@@ -532,12 +472,12 @@ pub fn linear_bias(
     k: usize,
     n: usize,
 ) -> Result<()> {
-    linear_bias_beta(gpu, x, w, bias, out, 0.0, rows, k, n)
+    gpu.gemm.linear_bias(x, w, bias, out, 0.0, rows, k, n)
 }
 
 /// `out[rows, n] += x[rows, k] · w[n, k]ᵀ + bias[n]`: [`linear_bias`] accumulating into `out` (cuBLASLt's
 /// beta = 1 with C = D = out, in place; one fp32 sum of product, bias and the old out, one rounding to
-/// fp16). For `XENC_RESIDUAL=gemm`: the residual connection added by the GEMM instead of the LayerNorm.
+/// fp16). For [`Residual::InGemm`]: the residual connection added by the GEMM instead of the LayerNorm.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_bias_add(
     gpu: &Gpu,
@@ -549,61 +489,47 @@ pub fn linear_bias_add(
     k: usize,
     n: usize,
 ) -> Result<()> {
-    linear_bias_beta(gpu, x, w, bias, out, 1.0, rows, k, n)
+    gpu.gemm.linear_bias(x, w, bias, out, 1.0, rows, k, n)
 }
 
+/// The algorithms cuBLASLt's heuristic offers for this GEMM (at most
+/// [`HEURISTIC_COUNT`](super::gemm::HEURISTIC_COUNT), best guess first), from the cached plan (made now
+/// if needed). Empty for zero rows.
 #[allow(clippy::too_many_arguments)]
-fn linear_bias_beta(
+pub fn lt_algorithms(
     gpu: &Gpu,
     x: &CudaView<'_, f16>,
     w: &CudaView<'_, f16>,
-    bias: &CudaView<'_, f16>,
+    bias: Option<&CudaView<'_, f16>>,
     out: &mut CudaViewMut<'_, f16>,
-    beta: f32,
+    rows: usize,
+    k: usize,
+    n: usize,
+) -> Result<Vec<LtAlgo>> {
+    gpu.gemm.lt_algorithms(x, w, bias, out, rows, k, n)
+}
+
+/// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])` on cuBLASLt with the heuristic's `algo`-th
+/// algorithm, whatever the GPU's GEMM path: for benchmarks and tests of each algorithm. An `algo` the
+/// heuristic did not offer is an error.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_lt(
+    gpu: &Gpu,
+    algo: usize,
+    x: &CudaView<'_, f16>,
+    w: &CudaView<'_, f16>,
+    bias: Option<&CudaView<'_, f16>>,
+    out: &mut CudaViewMut<'_, f16>,
     rows: usize,
     k: usize,
     n: usize,
 ) -> Result<()> {
-    let choice = gpu.gemm.choice;
-    if choice.path == super::gemm::GemmPath::Lt {
-        let algo = super::gemm::Algo::Preferred(choice.algo);
-        return super::gemm::matmul(gpu, algo, x, w, Some(bias), out, beta, rows, k, n);
-    }
-    let (r, _, _) = gemm_dims("cuBLASLt GEMM", x.len(), w.len(), out.len(), rows, k, n)?;
-    check("cuBLASLt GEMM", plan::check_len("bias", bias.len(), n))?;
-    if r == 0 {
-        return Ok(());
-    }
-    let cfg = MatmulConfig {
-        transa: true,
-        transb: false,
-        transc: false,
-        m: n as u64,
-        n: rows as u64,
-        k: k as u64,
-        alpha: 1.0,
-        lda: k as i64,
-        ldb: k as i64,
-        beta,
-        ldc: n as i64,
-        stride_a: None,
-        stride_b: None,
-        stride_c: None,
-        stride_bias: None,
-        batch_size: None,
-    };
-    // SAFETY: the lengths were checked against the GEMM's extents above; bias has n (= m) entries.
-    unsafe {
-        gpu.gemm
-            .cudarc_lt()?
-            .matmul(cfg, w, x, out, Some(bias), None)
-    }
-    .map_err(|e| Error::cuda(format!("cuBLASLt GEMM+bias {rows}x{k}x{n}: {e}")).with_source(e))
+    gpu.gemm.linear_lt(algo, x, w, bias, out, rows, k, n)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{check_signature, Arg, SIGNATURES};
+    use super::{check_signature, plan, Arg};
 
     #[test]
     fn arguments_out_of_order_are_refused() {
@@ -644,6 +570,7 @@ mod tests {
         out
     }
 
+    /// [`plan::ENTRIES`] is exactly the entry points of kernels/*.cu: each in its file, with its parameters.
     #[test]
     fn signatures_match_the_kernel_sources() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
@@ -651,13 +578,22 @@ mod tests {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "cu") {
-                found.extend(declared_kernels(&std::fs::read_to_string(&p).unwrap()));
+                let file = p.file_stem().unwrap().to_string_lossy().to_string();
+                let text = std::fs::read_to_string(&p).unwrap();
+                found.extend(
+                    declared_kernels(&text)
+                        .into_iter()
+                        .map(|(name, params)| (file.clone(), name, params)),
+                );
             }
         }
         found.sort();
-        let mut want: Vec<(String, Vec<String>)> = SIGNATURES
+        let mut want: Vec<(String, String, Vec<String>)> = plan::ENTRIES
             .iter()
-            .map(|(n, t)| (n.to_string(), t.split(", ").map(String::from).collect()))
+            .map(|e| {
+                let params = e.params.split(", ").map(String::from).collect();
+                (e.file.to_string(), e.name.to_string(), params)
+            })
             .collect();
         want.sort();
         assert_eq!(found, want);

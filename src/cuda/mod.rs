@@ -2,18 +2,24 @@
 //!
 //! Nothing CUDA is linked: cudarc dlopens libcuda, libcublas(Lt) and libnvrtc at run time, after a
 //! presence check, so a machine without them builds, tests and runs the CPU path, and asking for CUDA
-//! there is an `Error::Cuda`, never a panic. Layout of this module:
+//! there is an `Error::Cuda`, never a panic. The files, bottom up (each imports only those above it):
 //!
-//! - `context`: presence checks, the device, the one-time banner ([`kernels::Gpu`]).
+//! - `device`, `nvrtc`, `plan`: the ground floor. Presence checks and library lookup, error conversion
+//!   and device addresses; one NVRTC compile (shared with build.rs); all launch arithmetic in plain Rust
+//!   (work lists, which entry point runs, launch shapes, sizes, weight layout).
 //! - `modules`: the kernel images build.rs made, loaded once (cubin, PTX, or NVRTC at first use).
-//! - `plan`: all launch arithmetic in plain Rust (work lists, offsets, shapes, sizes, weight layout).
+//! - `gemm`: the GEMM state and the GEMMs, on cuBLASLt with plans cached per shape or on the older
+//!   cuBLAS path ([`crate::CudaOptions::gemm`]).
+//! - `context`: [`kernels::Gpu`], the handle every launcher takes (device, streams, kernels, GEMMs,
+//!   options), and the one-time banner.
+//! - `buffers`, `weights`, `profile`: device buffers (batch indices, activations), the one weight
+//!   allocation, stage timing with events.
 //! - `launch`: typed launchers, one per kernel, checking the kernel's contract before launching.
-//! - `gemm`: the GEMMs on cuBLASLt with plans cached per shape, or the older cuBLAS path (`XENC_GEMM`).
-//! - `buffers`, `weights`: device buffers (batch indices, activations) and the one weight allocation.
 //! - `forward`: the model, op for op the CPU backend's.
 
 mod buffers;
 mod context;
+mod device;
 mod forward;
 mod gemm;
 mod launch;
@@ -41,17 +47,17 @@ pub mod kernels {
     pub use super::buffers::{
         download_f16, download_f32, upload_f16, zeros_f16, zeros_f32, DeviceBatch,
     };
-    pub use super::context::{DeviceInfo, Gpu};
-    pub use super::gemm::{
-        linear_lt, lt_algorithms, GemmChoice, GemmPath, LtAlgo, HEURISTIC_COUNT, PLAN_CACHE_CAP,
-    };
+    pub use super::context::Gpu;
+    pub use super::device::DeviceInfo;
+    pub use super::gemm::{GemmChoice, GemmPath, LtAlgo, HEURISTIC_COUNT, PLAN_CACHE_CAP};
     pub use super::launch::{
         add_bias_residual_layernorm, attention_varlen, attention_varlen_with, bias_gelu,
         embed_layernorm, gather_rows, layernorm, linear, linear_bias, linear_bias_add,
-        linear_bias_gelu, pooler_classifier, AttentionKernel, FfnIn, GbgWarps, Residual,
-        SIGNATURES,
+        linear_bias_gelu, linear_lt, lt_algorithms, pooler_classifier, pooler_classifier_with,
+        AttentionKernel, FfnIn, GbgWarps, Pooler, Residual,
     };
-    pub use super::modules::{build_summary, kernel_file_names};
+    pub use super::modules::{build_status, build_summary, kernel_file_names};
+    pub use super::plan::ENTRIES;
     pub use super::weights::{fp16_image, DeviceWeights};
     pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
 }
@@ -59,7 +65,7 @@ pub mod kernels {
 /// Cheap check used by `Device::Auto`: Ok if libcuda loads and a device exists; Err(reason) otherwise.
 /// Never panics.
 pub fn probe() -> std::result::Result<(), String> {
-    context::probe().map(|_| ())
+    device::probe().map(|_| ())
 }
 
 /// The model on one GPU. `forward` takes `&self`: the stream and activation buffers sit behind a mutex,

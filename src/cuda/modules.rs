@@ -7,6 +7,8 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::Ptx;
 
+use super::device::cuda_include_dir;
+use super::plan::ENTRIES;
 use crate::error::{Error, Result};
 
 // Which variants a build constructs depends on the compiler build.rs found.
@@ -41,6 +43,13 @@ pub fn build_summary() -> String {
         Some(c) => format!("{c} at build time"),
         None => "sources only (NVRTC at first use)".to_string(),
     }
+}
+
+/// What build.rs did with the kernels, one line each: the compiler and archs, then ptxas's stack, spills,
+/// registers and shared memory per entry point at sm_90 (or why nothing was compiled). build.rs prints it
+/// only with XENC_BUILD_VERBOSE=1; the build output itself warns only of problems (no compiler, spills).
+pub fn build_status() -> &'static str {
+    include_str!(concat!(env!("OUT_DIR"), "/kernel_build.txt"))
 }
 
 /// Names of the kernel files compiled into this binary.
@@ -107,31 +116,14 @@ fn nvrtc_cubin(f: &KernelFile, arch: u32) -> std::result::Result<Vec<u8>, String
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         return Err("libnvrtc not found (CUDA toolkit, or pip nvidia-cuda-nvrtc-cu12/-cu13, on LD_LIBRARY_PATH)".into());
     }
-    let include = super::context::cuda_include_dir();
+    let include = cuda_include_dir();
     let opts = super::nvrtc::options(&format!("sm_{arch}"), include.as_deref());
     super::nvrtc::compile(f.source, &format!("{}.cu", f.name), &opts).map(|(cubin, _log)| cubin)
 }
 
-/// Every kernel entry point, loaded once.
+/// Every kernel entry point of [`ENTRIES`], loaded once, found by name.
 pub(crate) struct Functions {
-    pub embed_layernorm: CudaFunction,
-    pub attention_hd32: CudaFunction,
-    pub attention_hd64: CudaFunction,
-    /// The tensor-core attention kernels (same contract as `attention_hd32` / `attention_hd64`).
-    pub attention_mma_hd32: CudaFunction,
-    pub attention_mma_hd64: CudaFunction,
-    /// `attention_mma_hd32` with a 4-stage K/V ring (`XENC_ATTENTION=mma-s4`).
-    pub attention_mma_s4_hd32: CudaFunction,
-    pub bias_gelu: CudaFunction,
-    /// The FFN-in GEMM with bias and erf GELU fused (`XENC_FFN_IN=fused`).
-    pub gemm_bias_gelu: CudaFunction,
-    /// The same with 4 warps of 64 x 64 (`XENC_FFN_IN=fused-w64`).
-    pub gemm_bias_gelu_w64: CudaFunction,
-    pub add_bias_residual_layernorm: CudaFunction,
-    /// LayerNorm of one input (`XENC_RESIDUAL=gemm`).
-    pub layernorm: CudaFunction,
-    pub gather_rows: CudaFunction,
-    pub pooler_classifier: CudaFunction,
+    by_name: Vec<(&'static str, CudaFunction)>,
     /// How each module was obtained, e.g. "attention_varlen: Cubin(90)".
     pub how: Vec<String>,
 }
@@ -139,46 +131,37 @@ pub(crate) struct Functions {
 impl Functions {
     pub fn load(ctx: &Arc<CudaContext>, arch: u32) -> Result<Self> {
         let mut how = Vec::new();
-        let mut module = |name: &str| -> Result<Arc<CudaModule>> {
-            let (m, h) = load(ctx, name, arch)?;
-            how.push(format!("{name}: {h}"));
-            Ok(m)
-        };
-        let get = |m: &Arc<CudaModule>, module: &str, f: &str| {
-            m.load_function(f).map_err(|e| {
-                Error::cuda(format!("kernel module {module}: function {f}: {e}")).with_source(e)
-            })
-        };
-        let (embed, attn, attn_mma, gemm_gelu, gelu, ln, gather, pooler) = (
-            module("embed_layernorm")?,
-            module("attention_varlen")?,
-            module("attention_mma")?,
-            module("gemm_bias_gelu")?,
-            module("bias_gelu")?,
-            module("add_bias_layernorm")?,
-            module("gather_rows")?,
-            module("pooler_classifier")?,
-        );
-        Ok(Functions {
-            embed_layernorm: get(&embed, "embed_layernorm", "embed_layernorm_f16")?,
-            attention_hd32: get(&attn, "attention_varlen", "attention_varlen_hd32_f16")?,
-            attention_hd64: get(&attn, "attention_varlen", "attention_varlen_hd64_f16")?,
-            attention_mma_hd32: get(&attn_mma, "attention_mma", "attention_mma_hd32_f16")?,
-            attention_mma_hd64: get(&attn_mma, "attention_mma", "attention_mma_hd64_f16")?,
-            attention_mma_s4_hd32: get(&attn_mma, "attention_mma", "attention_mma_s4_hd32_f16")?,
-            bias_gelu: get(&gelu, "bias_gelu", "bias_gelu_f16")?,
-            gemm_bias_gelu: get(&gemm_gelu, "gemm_bias_gelu", "gemm_bias_gelu_f16")?,
-            gemm_bias_gelu_w64: get(&gemm_gelu, "gemm_bias_gelu", "gemm_bias_gelu_w64_f16")?,
-            add_bias_residual_layernorm: get(
-                &ln,
-                "add_bias_layernorm",
-                "add_bias_residual_layernorm_f16",
-            )?,
-            layernorm: get(&ln, "add_bias_layernorm", "layernorm_f16")?,
-            gather_rows: get(&gather, "gather_rows", "gather_rows_f16")?,
-            pooler_classifier: get(&pooler, "pooler_classifier", "pooler_classifier_f16")?,
-            how,
-        })
+        let mut by_name = Vec::with_capacity(ENTRIES.len());
+        let mut loaded: Vec<(&str, Arc<CudaModule>)> = Vec::new();
+        for e in ENTRIES {
+            let m = match loaded.iter().find(|(file, _)| *file == e.file) {
+                Some((_, m)) => m.clone(),
+                None => {
+                    let (m, h) = load(ctx, e.file, arch)?;
+                    how.push(format!("{}: {h}", e.file));
+                    loaded.push((e.file, m.clone()));
+                    m
+                }
+            };
+            let f = m.load_function(e.name).map_err(|err| {
+                Error::cuda(format!(
+                    "kernel module {}: function {}: {err}",
+                    e.file, e.name
+                ))
+                .with_source(err)
+            })?;
+            by_name.push((e.name, f));
+        }
+        Ok(Functions { by_name, how })
+    }
+
+    /// The entry point `name` (one of [`ENTRIES`]).
+    pub fn get(&self, name: &str) -> Result<&CudaFunction> {
+        self.by_name
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| f)
+            .ok_or_else(|| Error::cuda(format!("{name}: no such kernel entry point")))
     }
 }
 
@@ -202,7 +185,17 @@ mod tests {
         on_disk.sort();
         assert_eq!(kernel_file_names(), on_disk);
         for f in KERNEL_FILES {
-            assert!(!f.source.contains("#include \"common.cuh\""), "{}", f.name);
+            for header in ["common.cuh", "constants.cuh", "mma_ptx.cuh"] {
+                let include = format!("#include \"{header}\"");
+                assert!(!f.source.contains(&include), "{}: {include}", f.name);
+            }
+            // Each header once, though common.cuh and the .cu file may both include it.
+            assert_eq!(
+                f.source.matches("#define ATTN_Q_TILE").count(),
+                1,
+                "{}",
+                f.name
+            );
             assert!(
                 f.source.contains("layernorm_shape_ok")
                     && f.source.contains("#include <cuda_fp16.h>")
@@ -211,7 +204,12 @@ mod tests {
                 assert!(!img.bytes.is_empty(), "{}: {:?}", f.name, img.kind);
             }
         }
-        println!("kernels: {}", build_summary());
+        println!("kernels: {}\n{}", build_summary(), build_status());
+        assert!(
+            build_status().starts_with("kernels: "),
+            "{}",
+            build_status()
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaEvent;
 
-use super::context::{cuda_err, Gpu};
+use super::context::Gpu;
+use super::device::cuda_err;
 use crate::error::Result;
 use crate::profile::{Laps, Profile};
 

@@ -4,7 +4,8 @@
 use cudarc::driver::{CudaSlice, CudaView};
 use half::f16;
 
-use super::context::{cuda_err, Gpu};
+use super::context::Gpu;
+use super::device::cuda_err;
 use super::plan::{Span, WeightLayout};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use xenc::{
     Activation, AttentionKernel, CrossEncoder, CrossEncoderBuilder, CudaOptions, Device, Error,
-    FfnIn, GemmPath, Residual, Result, TokenizerEngine, TokenizerOptions,
+    FfnIn, GemmPath, Pooler, Residual, Result, TokenizerEngine, TokenizerOptions,
 };
 
 #[derive(Parser)]
@@ -86,7 +86,7 @@ struct ModelArgs {
 /// kernels that last passed it on a GPU).
 #[derive(Args)]
 struct CudaArgs {
-    /// Attention kernel on CUDA: mma, simt or mma-s4.
+    /// Attention kernel on CUDA: mma, simt, or the A/B candidates mma-v3 and mma-s4.
     #[arg(long, env = "XENC_ATTENTION", value_name = "KERNEL", value_parser = option::<AttentionKernel>)]
     attention: Option<AttentionKernel>,
     /// The FFN's first half on CUDA: gemm (GEMM, then bias + GELU), fused or fused-w64.
@@ -95,6 +95,9 @@ struct CudaArgs {
     /// Where the residual is added on CUDA: layernorm or gemm.
     #[arg(long, env = "XENC_RESIDUAL", value_name = "WHERE", value_parser = option::<Residual>)]
     residual: Option<Residual>,
+    /// Pooler and classifier kernel on CUDA: v3, or the A/B candidate v4.
+    #[arg(long, env = "XENC_POOLER", value_name = "VERSION", value_parser = option::<Pooler>)]
+    pooler: Option<Pooler>,
     /// GEMM library on CUDA: lt (cuBLASLt, plans cached) or cublas.
     #[arg(long, env = "XENC_GEMM", value_name = "PATH", value_parser = option::<GemmPath>)]
     gemm: Option<GemmPath>,
@@ -110,6 +113,7 @@ impl CudaArgs {
         o.attention = self.attention.unwrap_or(d.attention);
         o.ffn_in = self.ffn_in.unwrap_or(d.ffn_in);
         o.residual = self.residual.unwrap_or(d.residual);
+        o.pooler = self.pooler.unwrap_or(d.pooler);
         o.gemm = self.gemm.unwrap_or(d.gemm);
         o.gemm_algo = self.gemm_algo.unwrap_or(d.gemm_algo);
         o
