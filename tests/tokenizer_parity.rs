@@ -847,6 +847,25 @@ fn supported_variants_match() {
     }
 }
 
+/// An `unk_token` missing from the vocabulary is the checkpoint's fault, not a shape to fall back
+/// on: every engine refuses it at load and names the token (before, the first unknown word failed
+/// to encode and was reported as a bad input line).
+#[test]
+fn unk_token_outside_the_vocabulary_is_refused_by_every_engine() {
+    use serde_json::{json, Value};
+    let (_dir, path) = edited(|j: &mut Value| j["model"]["unk_token"] = json!("<unk>"));
+    for engine in [Engine::Auto, Engine::Xenc, Engine::Hf] {
+        let err = PairTokenizer::from_file_with(&path, 128, engine)
+            .err()
+            .unwrap_or_else(|| panic!("{engine:?}: should refuse"));
+        assert!(
+            err.to_string()
+                .contains("unk_token \"<unk>\" is not in the vocabulary"),
+            "{engine:?}: {err}"
+        );
+    }
+}
+
 /// Shapes the engine does not implement go to `tokenizers`, with the reason; `Engine::Xenc` refuses
 /// them; both engines of the fallback still agree with plain `tokenizers`.
 #[test]
@@ -879,10 +898,6 @@ fn unsupported_shapes_fall_back_to_tokenizers() {
         (
             "single_word",
             Box::new(|j: &mut Value| j["added_tokens"][3]["single_word"] = json!(true)),
-        ),
-        (
-            "unk_token",
-            Box::new(|j: &mut Value| j["model"]["unk_token"] = json!("<unk>")),
         ),
         (
             "normalizer: unsupported field",
