@@ -56,6 +56,8 @@ for t in "${TARGETS[@]}"; do
     else
         found="FOUND (see $log and fuzz/artifacts/$t/)"
         status=1
+        # CI keeps only what is printed: the crash report and the reproducer's name.
+        tail -n 40 "$log" >&2
     fi
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)
