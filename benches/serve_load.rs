@@ -41,7 +41,12 @@ fn args() -> Args {
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
         match k.as_str() {
-            "--url" => a.host = v().trim_start_matches("http://").trim_end_matches('/').into(),
+            "--url" => {
+                a.host = v()
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .into()
+            }
             "--pairs" => a.pairs = v(),
             "--mode" => a.mode = v(),
             "--concurrency" => a.concurrency = v().parse().unwrap(),
@@ -52,7 +57,10 @@ fn args() -> Args {
             other => panic!("unknown argument {other}"),
         }
     }
-    assert!(!a.pairs.is_empty(), "--pairs FILE (JSON Lines of query, document)");
+    assert!(
+        !a.pairs.is_empty(),
+        "--pairs FILE (JSON Lines of query, document)"
+    );
     a
 }
 
@@ -105,7 +113,8 @@ fn main() {
         "predict" => pairs
             .chunks(a.batch)
             .map(|c| {
-                let inputs: Vec<[&str; 2]> = c.iter().map(|(q, d)| [q.as_str(), d.as_str()]).collect();
+                let inputs: Vec<[&str; 2]> =
+                    c.iter().map(|(q, d)| [q.as_str(), d.as_str()]).collect();
                 let body = serde_json::json!({ "inputs": inputs }).to_string();
                 ("/predict", body, c.len())
             })
@@ -125,15 +134,20 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..a.concurrency)
         .map(|_| {
-            let (bodies, next, measuring, stop) =
-                (bodies.clone(), next.clone(), measuring.clone(), stop.clone());
+            let (bodies, next, measuring, stop) = (
+                bodies.clone(),
+                next.clone(),
+                measuring.clone(),
+                stop.clone(),
+            );
             let host = a.host.clone();
             std::thread::spawn(move || {
                 let mut conn = BufReader::new(TcpStream::connect(&host).unwrap());
                 conn.get_ref().set_nodelay(true).unwrap();
                 let (mut lat, mut done_pairs, mut errors) = (Vec::new(), 0usize, 0usize);
                 while !stop.load(Ordering::Relaxed) {
-                    let (path, body, n) = &bodies[next.fetch_add(1, Ordering::Relaxed) % bodies.len()];
+                    let (path, body, n) =
+                        &bodies[next.fetch_add(1, Ordering::Relaxed) % bodies.len()];
                     let t = Instant::now();
                     let (status, answer) = request(&mut conn, &host, path, body);
                     let secs = t.elapsed().as_secs_f64();

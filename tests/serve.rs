@@ -39,9 +39,7 @@ fn agent() -> ureq::Agent {
 
 /// POSTs `body` (JSON, or raw text) and returns the status and the parsed answer.
 fn post_raw(url: &str, body: String, key: Option<&str>) -> (u16, Value) {
-    let mut req = agent()
-        .post(url)
-        .header("Content-Type", "application/json");
+    let mut req = agent().post(url).header("Content-Type", "application/json");
     if let Some(k) = key {
         req = req.header("Authorization", format!("Bearer {k}"));
     }
@@ -83,7 +81,11 @@ fn corpus(model: &CrossEncoder, n: usize, seed: u64) -> Vec<(String, String)> {
 fn assert_error(r: (u16, Value), status: u16, error_type: &str) {
     assert_eq!(r.0, status, "{}", r.1);
     assert_eq!(r.1["error_type"], error_type, "{}", r.1);
-    assert!(r.1["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", r.1);
+    assert!(
+        r.1["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{}",
+        r.1
+    );
 }
 
 /// A metric's value in /metrics' text.
@@ -127,7 +129,12 @@ fn rerank_scores_equal_the_librarys_bit_for_bit() {
     }
 
     // raw_scores: the logits, ranked.
-    let logits = lib.logits(&docs.iter().map(|d| (query.as_str(), d.as_str())).collect::<Vec<_>>());
+    let logits = lib.logits(
+        &docs
+            .iter()
+            .map(|d| (query.as_str(), d.as_str()))
+            .collect::<Vec<_>>(),
+    );
     let want = rank(logits.unwrap(), Activation::Raw, docs.len());
     let (status, got) = post(
         &format!("{url}/rerank"),
@@ -159,7 +166,13 @@ fn v1_rerank_takes_strings_and_objects_and_returns_the_top_n() {
         .sum();
     // Half the documents as {text}, half as strings.
     let documents: Vec<Value> = (docs.iter().enumerate())
-        .map(|(i, d)| if i % 2 == 0 { json!(d) } else { json!({"text": d}) })
+        .map(|(i, d)| {
+            if i % 2 == 0 {
+                json!(d)
+            } else {
+                json!({"text": d})
+            }
+        })
         .collect();
     let (status, got) = post(
         &format!("{url}/v1/rerank"),
@@ -200,7 +213,10 @@ fn predict_scores_equal_the_librarys_bit_for_bit() {
     let (server, url) = start(|_| {});
     let pairs = corpus(&lib, 30, 5);
     let want = lib.score(&pairs).unwrap();
-    let inputs: Vec<[&str; 2]> = pairs.iter().map(|(q, d)| [q.as_str(), d.as_str()]).collect();
+    let inputs: Vec<[&str; 2]> = pairs
+        .iter()
+        .map(|(q, d)| [q.as_str(), d.as_str()])
+        .collect();
     let (status, got) = post(&format!("{url}/predict"), &json!({"inputs": inputs}));
     assert_eq!(status, 200, "{got}");
     let got = got.as_array().unwrap();
@@ -265,17 +281,31 @@ fn each_error_class_has_its_status_and_type() {
         o.payload_limit = 4096;
     });
     let rerank = format!("{url}/rerank");
-    assert_error(post(&rerank, &json!({"query": "q", "texts": []})), 400, "empty");
     assert_error(
-        post(&rerank, &json!({"query": "q", "texts": ["a", "b", "c", "d", "e"]})),
+        post(&rerank, &json!({"query": "q", "texts": []})),
+        400,
+        "empty",
+    );
+    assert_error(
+        post(
+            &rerank,
+            &json!({"query": "q", "texts": ["a", "b", "c", "d", "e"]}),
+        ),
         422,
         "validation",
     );
     // Over-long with truncation off: 422 naming the document; with it on (the default), scored.
     let long = "word ".repeat(600);
     let texts = json!(["short", long]);
-    let r = post(&rerank, &json!({"query": "q", "texts": texts, "truncate": false}));
-    assert!(r.1["error"].as_str().unwrap().contains("document 1"), "{}", r.1);
+    let r = post(
+        &rerank,
+        &json!({"query": "q", "texts": texts, "truncate": false}),
+    );
+    assert!(
+        r.1["error"].as_str().unwrap().contains("document 1"),
+        "{}",
+        r.1
+    );
     assert_error(r, 422, "validation");
     assert_eq!(post(&rerank, &json!({"query": "q", "texts": texts})).0, 200);
     assert_error(
@@ -303,7 +333,10 @@ fn each_error_class_has_its_status_and_type() {
         "validation",
     );
     assert_error(
-        post(&format!("{url}/v1/rerank"), &json!({"query": "q", "documents": []})),
+        post(
+            &format!("{url}/v1/rerank"),
+            &json!({"query": "q", "documents": []}),
+        ),
         400,
         "empty",
     );
@@ -332,7 +365,10 @@ fn the_api_key_guards_every_route_but_health() {
         assert_eq!(get(&format!("{url}/info"), key).0, 401);
         assert_eq!(get(&format!("{url}/metrics"), key).0, 401);
     }
-    assert_eq!(post_raw(&format!("{url}/rerank"), body, Some("s3cret")).0, 200);
+    assert_eq!(
+        post_raw(&format!("{url}/rerank"), body, Some("s3cret")).0,
+        200
+    );
     assert_eq!(get(&format!("{url}/info"), Some("s3cret")).0, 200);
     assert_eq!(get(&format!("{url}/health"), None).0, 200);
     server.shutdown().unwrap();
@@ -346,7 +382,10 @@ fn a_failed_backend_makes_health_and_requests_503() {
     assert_eq!(status, 503);
     assert!(body.contains("unhealthy"), "{body}");
     assert_error(
-        post(&format!("{url}/rerank"), &json!({"query": "q", "texts": ["a"]})),
+        post(
+            &format!("{url}/rerank"),
+            &json!({"query": "q", "texts": ["a"]}),
+        ),
         503,
         "unhealthy",
     );
@@ -381,13 +420,16 @@ fn concurrent_clients_each_get_their_own_answer() {
             let (url, want) = (&url, &want[c]);
             s.spawn(move || {
                 for _ in 0..3 {
-                    let (status, got) = post(
-                        &format!("{url}/rerank"),
-                        &json!({"query": q, "texts": d}),
-                    );
+                    let (status, got) =
+                        post(&format!("{url}/rerank"), &json!({"query": q, "texts": d}));
                     assert_eq!(status, 200, "client {c}: {got}");
                     let got: Vec<(usize, u32)> = (got.as_array().unwrap().iter())
-                        .map(|g| (g["index"].as_u64().unwrap() as usize, f32_of(&g["score"]).to_bits()))
+                        .map(|g| {
+                            (
+                                g["index"].as_u64().unwrap() as usize,
+                                f32_of(&g["score"]).to_bits(),
+                            )
+                        })
                         .collect();
                     assert_eq!(&got, want, "client {c}");
                 }
@@ -414,9 +456,15 @@ fn overload_is_429_at_once_and_loses_no_admitted_request() {
     let clients: Vec<_> = (0..16)
         .map(|c| {
             let (url, tx) = (url.clone(), tx.clone());
-            let (q, docs) = (pool[c].0.clone(), vec![pool[c].1.clone(), pool[c + 16].1.clone()]);
+            let (q, docs) = (
+                pool[c].0.clone(),
+                vec![pool[c].1.clone(), pool[c + 16].1.clone()],
+            );
             std::thread::spawn(move || {
-                let r = post(&format!("{url}/rerank"), &json!({"query": q, "texts": docs}));
+                let r = post(
+                    &format!("{url}/rerank"),
+                    &json!({"query": q, "texts": docs}),
+                );
                 tx.send(r.0).unwrap();
                 (q, docs, r)
             })
@@ -495,12 +543,18 @@ fn the_binary_serves_and_exits_0_on_sigterm() {
     let mut line = String::new();
     let url = loop {
         line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "xenc serve exited");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "xenc serve exited"
+        );
         if let Some(at) = line.find("http://") {
             break line[at..].trim().to_string();
         }
     };
-    let (status, got) = post(&format!("{url}/rerank"), &json!({"query": "q", "texts": ["a"]}));
+    let (status, got) = post(
+        &format!("{url}/rerank"),
+        &json!({"query": "q", "texts": ["a"]}),
+    );
     assert_eq!(status, 200, "{got}");
     // SAFETY: kill sends a signal to the child this test started.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);

@@ -112,7 +112,9 @@ fn run_merged(shared: &Shared, mut batch: Vec<Job>) {
     match result {
         Ok(Ok(logits)) => {
             for (k, j) in batch.into_iter().enumerate() {
-                let _ = j.reply.send(Ok(logits[offsets[k]..offsets[k + 1]].to_vec()));
+                let _ = j
+                    .reply
+                    .send(Ok(logits[offsets[k]..offsets[k + 1]].to_vec()));
             }
         }
         Ok(Err(e)) if e.item().is_some() => {

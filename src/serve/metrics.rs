@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 /// Latency buckets in seconds: 100 µs to 10 s.
 const SECONDS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 /// Size buckets (pairs or tokens per batch): powers of two up to 2^20.
 const SIZES: &[f64] = &[
@@ -110,7 +110,12 @@ impl Metrics {
             "# HELP xenc_requests_total Requests answered, by route and HTTP status.\n\
              # TYPE xenc_requests_total counter\n",
         );
-        for ((route, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for ((route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let outcome = if *status < 400 { "success" } else { "error" };
             let _ = writeln!(
                 out,
@@ -162,16 +167,10 @@ impl Metrics {
             "xenc_inference_duration_seconds",
             "One merged batch through the model.",
         );
-        self.batch_pairs.write(
-            &mut out,
-            "xenc_batch_pairs",
-            "Pairs per merged batch.",
-        );
-        self.batch_tokens.write(
-            &mut out,
-            "xenc_batch_tokens",
-            "Tokens per merged batch.",
-        );
+        self.batch_pairs
+            .write(&mut out, "xenc_batch_pairs", "Pairs per merged batch.");
+        self.batch_tokens
+            .write(&mut out, "xenc_batch_tokens", "Tokens per merged batch.");
         self.batch_requests.write(
             &mut out,
             "xenc_batch_requests",

@@ -88,7 +88,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        error_type: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             error_type,
@@ -112,7 +116,9 @@ impl ApiError {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "overloaded",
-            format!("the model is overloaded: {limit} requests in flight (--max-concurrent-requests)"),
+            format!(
+                "the model is overloaded: {limit} requests in flight (--max-concurrent-requests)"
+            ),
         )
     }
 
@@ -304,5 +310,47 @@ async fn signal(enabled: bool) {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ApiError, StatusCode};
+    use crate::Error;
+
+    /// Each class of library error has its status and TEI's error_type; the message is the library's.
+    #[test]
+    fn library_errors_map_to_teis_status_codes() {
+        let cases = [
+            (Error::cuda("launch failed"), 424, "backend"),
+            (Error::Input("no pairs".into()), 422, "validation"),
+            (
+                Error::Item {
+                    what: "document",
+                    index: 3,
+                    message: "token id 99999 is past the vocabulary".into(),
+                },
+                422,
+                "validation",
+            ),
+            (
+                Error::Item {
+                    what: "pair",
+                    index: 0,
+                    message: "tokenizer: bad input".into(),
+                },
+                422,
+                "tokenizer",
+            ),
+            (Error::tokenizer("bad input"), 422, "tokenizer"),
+            (Error::Option("x".into()), 400, "validation"),
+            (Error::weights("bad tensor"), 424, "backend"),
+        ];
+        for (e, status, error_type) in cases {
+            let a = ApiError::from(&e);
+            assert_eq!(a.status, StatusCode::from_u16(status).unwrap(), "{e}");
+            assert_eq!(a.error_type, error_type, "{e}");
+            assert_eq!(a.message, e.to_string());
+        }
     }
 }

@@ -152,7 +152,11 @@ struct InFlight<'a>(&'a State);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .shared
+            .metrics
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -513,7 +517,9 @@ async fn health(Extract(s): Extract<S>) -> Response {
     } else {
         ApiError::unhealthy().into_response()
     };
-    s.shared.metrics.count_request("/health", r.status().as_u16());
+    s.shared
+        .metrics
+        .count_request("/health", r.status().as_u16());
     r
 }
 
@@ -548,7 +554,9 @@ async fn info(Extract(s): Extract<S>, headers: HeaderMap) -> Response {
 
 async fn metrics(Extract(s): Extract<S>, headers: HeaderMap) -> Response {
     if let Err(e) = authorize(&s, &headers) {
-        s.shared.metrics.count_request("/metrics", e.status.as_u16());
+        s.shared
+            .metrics
+            .count_request("/metrics", e.status.as_u16());
         return e.into_response();
     }
     s.shared.metrics.count_request("/metrics", 200);

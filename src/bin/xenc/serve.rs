@@ -39,7 +39,11 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let model_id = args.model_id.clone().unwrap_or_else(|| {
-        let dir = args.model.model.canonicalize().unwrap_or(args.model.model.clone());
+        let dir = args
+            .model
+            .model
+            .canonicalize()
+            .unwrap_or(args.model.model.clone());
         dir.file_name()
             .map_or("xenc".into(), |n| n.to_string_lossy().into_owned())
     });
@@ -58,7 +62,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let device = model.device_name();
     let server = server::start(model, options)?;
-    eprintln!("xenc: serving on {device}, listening on http://{}", server.addr());
+    eprintln!(
+        "xenc: serving on {device}, listening on http://{}",
+        server.addr()
+    );
     server.wait()?;
     eprintln!("xenc: stopped");
     Ok(())
