@@ -25,6 +25,8 @@ struct Args {
     seconds: f64,
     warmup: f64,
     batch: usize,
+    path: Option<String>,
+    model: String,
 }
 
 fn args() -> Args {
@@ -36,6 +38,8 @@ fn args() -> Args {
         seconds: 10.0,
         warmup: 2.0,
         batch: 50,
+        path: None,
+        model: "xenc".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -53,6 +57,8 @@ fn args() -> Args {
             "--seconds" => a.seconds = v().parse().unwrap(),
             "--warmup" => a.warmup = v().parse().unwrap(),
             "--batch" => a.batch = v().parse().unwrap(),
+            "--path" => a.path = Some(v()),
+            "--model" => a.model = v(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -126,8 +132,20 @@ fn main() {
             let body = serde_json::json!({ "query": pairs[0].0, "texts": docs }).to_string();
             vec![("/rerank", body, docs.len())]
         }
-        m => panic!("--mode {m}: predict or rerank"),
+        // Cohere-style, for xenc's /v1/rerank and peers that speak it (Infinity's /rerank).
+        "v1rerank" => {
+            let docs: Vec<&str> = (pairs.iter().cycle().take(a.batch))
+                .map(|(_, d)| d.as_str())
+                .collect();
+            let body = serde_json::json!({ "model": a.model, "query": pairs[0].0, "documents": docs });
+            vec![("/v1/rerank", body.to_string(), docs.len())]
+        }
+        m => panic!("--mode {m}: predict, rerank or v1rerank"),
     };
+    let path = a.path.clone();
+    let bodies: Vec<(String, String, usize)> = (bodies.into_iter())
+        .map(|(p, b, n)| (path.clone().unwrap_or_else(|| p.into()), b, n))
+        .collect();
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let measuring = Arc::new(AtomicBool::new(false));
@@ -151,9 +169,13 @@ fn main() {
                     let t = Instant::now();
                     let (status, answer) = request(&mut conn, &host, path, body);
                     let secs = t.elapsed().as_secs_f64();
+                    // One score per pair: the answer's array, or its "results".
                     let got = serde_json::from_str::<serde_json::Value>(&answer)
                         .ok()
-                        .and_then(|v| v.as_array().map(Vec::len));
+                        .and_then(|v| {
+                            let list = if v.is_array() { &v } else { &v["results"] };
+                            list.as_array().map(Vec::len)
+                        });
                     let ok = status == 200 && got == Some(*n);
                     if measuring.load(Ordering::Relaxed) {
                         if ok {

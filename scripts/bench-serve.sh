@@ -7,7 +7,11 @@
 # Usage: scripts/bench-serve.sh [MODEL_DIR]   (default: the test checkpoint)
 # Environment: DEVICE (cpu), PAIRS_N (1000 generated pairs), SECONDS_PER_LEVEL (30), SOAK_SECONDS (0),
 # CONCURRENCY ("1 8 64"), PREDICT_BATCH (50 pairs per /predict request), RERANK_RUNS (50, xenc bench's
-# 1 x 50 reranks), OUT (target/bench-serve). No timing is asserted; figures go to BENCHMARKS.md by hand.
+# 1 x 50 reranks), OUT (target/bench-serve).
+# A peer server already running on the same machine and model (e.g. Infinity: `infinity_emb v2 --model-id DIR
+# --engine torch --device cpu --port 7997`): PEER_URL (http://127.0.0.1:7997), PEER_PATH (/rerank),
+# PEER_MODEL (the model name it expects), PEER_BATCH (20 documents a request), PEER_CONCURRENCY ("1 8"):
+# the same Cohere-style rerank requests go to xenc's /v1/rerank and to the peer, alternately per level. No timing is asserted; figures go to BENCHMARKS.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +59,18 @@ done
 load --url "$URL" --pairs "$OUT/pairs.jsonl" --mode rerank --batch 50 --concurrency 1 \
     --seconds "$SECS" --warmup 3 | tee -a "$OUT/serve.jsonl"
 
+if [ -n "${PEER_URL:-}" ]; then
+    PB=${PEER_BATCH:-20}
+    : > "$OUT/peer.jsonl"
+    for c in ${PEER_CONCURRENCY:-1 8}; do
+        load --url "$URL" --pairs "$OUT/pairs.jsonl" --mode v1rerank --batch "$PB" --concurrency "$c" \
+            --seconds "$SECS" --warmup 3 | sed 's/^{/{"server":"xenc",/' | tee -a "$OUT/peer.jsonl"
+        load --url "$PEER_URL" --path "${PEER_PATH:-/rerank}" --model "${PEER_MODEL:-model}" \
+            --pairs "$OUT/pairs.jsonl" --mode v1rerank --batch "$PB" --concurrency "$c" \
+            --seconds "$SECS" --warmup 3 | sed 's/^{/{"server":"peer",/' | tee -a "$OUT/peer.jsonl"
+    done
+fi
+
 if [ "$SOAK" -gt 0 ]; then
     before=$(rss)
     echo "## soak: $SOAK s at concurrency 64, RSS before $before kB"
@@ -86,4 +102,12 @@ for r in map(json.loads, open(f"{out}/serve.jsonl")):
     else:
         line += f"  p50 +{r['p50_ms'] - rr['p50_ms']:.2f} ms over library rerank"
     print(line)
+import os
+if os.path.exists(f"{out}/peer.jsonl"):
+    rows = list(map(json.loads, open(f"{out}/peer.jsonl")))
+    for x in (r for r in rows if r["server"] == "xenc"):
+        for p in (r for r in rows if r["server"] == "peer" and r["concurrency"] == x["concurrency"]):
+            print(f"rerank 1x{x['batch']} c={x['concurrency']}: xenc {x['pairs_per_s']:.1f} pairs/s "
+                  f"p50 {x['p50_ms']:.1f} ms, peer {p['pairs_per_s']:.1f} pairs/s p50 {p['p50_ms']:.1f} ms "
+                  f"(errors {x['errors']} / {p['errors']}): xenc {x['pairs_per_s'] / max(p['pairs_per_s'], 1e-9):.2f}x")
 PY
