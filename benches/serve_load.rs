@@ -104,7 +104,9 @@ fn request(conn: &mut BufReader<TcpStream>, host: &str, path: &str, body: &str) 
 fn main() {
     // `cargo test --all-targets` runs every bench target without arguments: nothing to load then.
     if !std::env::args().any(|a| a == "--pairs") {
-        eprintln!("serve_load: a load client for scripts/bench-serve.sh; nothing to do without --pairs");
+        eprintln!(
+            "serve_load: a load client for scripts/bench-serve.sh; nothing to do without --pairs"
+        );
         return;
     }
     let a = args();
@@ -142,7 +144,8 @@ fn main() {
             let docs: Vec<&str> = (pairs.iter().cycle().take(a.batch))
                 .map(|(_, d)| d.as_str())
                 .collect();
-            let body = serde_json::json!({ "model": a.model, "query": pairs[0].0, "documents": docs });
+            let body =
+                serde_json::json!({ "model": a.model, "query": pairs[0].0, "documents": docs });
             vec![("/v1/rerank", body.to_string(), docs.len())]
         }
         m => panic!("--mode {m}: predict, rerank or v1rerank"),
