@@ -26,6 +26,9 @@ pub(crate) struct Job {
     pub(crate) pairs: Vec<EncodedPair>,
     pub(crate) reply: tokio::sync::oneshot::Sender<Result<Vec<f32>, ApiError>>,
     pub(crate) queued: Instant,
+    /// The request's admission permit, released when the batcher is done with the job (not when the
+    /// client goes away), so queued pairs always count against `max_concurrent_requests`.
+    pub(crate) _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Job {
@@ -79,6 +82,13 @@ pub(crate) fn run(shared: Arc<Shared>, jobs: mpsc::Receiver<Job>) {
         m.queue_requests
             .fetch_sub(batch.len() as i64, Ordering::Relaxed);
         m.queue_pairs.fetch_sub(pairs as i64, Ordering::Relaxed);
+        // A request whose client has gone is not scored.
+        batch.retain(|j| !j.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let pairs: usize = batch.iter().map(|j| j.pairs.len()).sum();
+        let tokens: usize = batch.iter().map(Job::tokens).sum();
         let _gate = shared.gate.lock().unwrap_or_else(|p| p.into_inner());
         let start = Instant::now();
         for j in &batch {

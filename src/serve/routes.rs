@@ -170,7 +170,7 @@ async fn score(
     if !s.shared.healthy.load(Ordering::SeqCst) {
         return Err(ApiError::unhealthy());
     }
-    let _permit = s
+    let permit = s
         .permits
         .clone()
         .try_acquire_owned()
@@ -194,6 +194,7 @@ async fn score(
         pairs,
         reply,
         queued: Instant::now(),
+        _permit: permit,
     };
     if s.jobs.send(job).is_err() {
         m.queue_requests.fetch_sub(1, Ordering::Relaxed);
