@@ -33,6 +33,8 @@ pub mod engine;
 pub mod error;
 pub mod options;
 pub mod profile;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod tokenize;
 #[doc(hidden)]
 pub mod weights;

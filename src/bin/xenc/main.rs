@@ -3,6 +3,7 @@
 mod bench;
 mod input;
 mod score;
+mod serve;
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ enum Command {
     },
     /// Measure throughput (model-only and end-to-end), 1×50 rerank latency and peak memory.
     Bench(bench::BenchArgs),
+    /// Serve the model over HTTP: TEI's /rerank and /predict, Cohere/Jina-style /v1/rerank, /health,
+    /// /info, /metrics; requests are batched together. Stops on SIGTERM or SIGINT.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -72,8 +76,9 @@ struct ModelArgs {
     /// Threads for tokenisation and the CPU model (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Tokens per batch (default 65536 on CUDA, 16384 on the CPU; at least max_length).
-    #[arg(long, value_name = "N")]
+    /// Tokens per batch (default 65536 on CUDA, 16384 on the CPU; at least max_length). `xenc serve`
+    /// merges concurrent requests up to it.
+    #[arg(long, visible_alias = "max-batch-tokens", value_name = "N")]
     token_budget: Option<usize>,
     /// Tokenizer engine: auto (xenc's WordPiece where tokenizer.json fits it), hf or xenc.
     #[arg(long, env = "XENC_TOKENIZER", value_name = "ENGINE", value_parser = option::<TokenizerEngine>)]
@@ -267,6 +272,7 @@ fn run(cli: Cli) -> Result<()> {
             out.flush().map_err(stdout_err)
         }
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 
