@@ -274,9 +274,8 @@ fn check_length(
     what: &str,
     i: usize,
 ) -> Result<(), ApiError> {
-    // [CLS] query [SEP] document [SEP] for BERT: the template's specials.
-    const SPECIALS: usize = 3;
-    let (n, max) = (content + SPECIALS, model.max_length());
+    let specials = model.tokenizer().special_tokens_per_pair();
+    let (n, max) = (content + specials, model.max_length());
     if n > max {
         return Err(ApiError::validation(format!(
             "invalid input: {what} {i}: {n} tokens, more than the model's max input length {max} \

@@ -140,6 +140,8 @@ pub struct PairTokenizer {
     /// asked for a thread count ([`Self::with_pool`]), else the caller's current pool (rayon's global
     /// one outside any).
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    /// Special tokens the pair template adds (3 for BERT's [CLS] A [SEP] B [SEP]).
+    specials: usize,
 }
 
 impl PairTokenizer {
@@ -229,6 +231,7 @@ impl PairTokenizer {
             fallback,
             max_length,
             pool: None,
+            specials: added,
         })
     }
 
@@ -253,6 +256,12 @@ impl PairTokenizer {
 
     pub fn max_length(&self) -> usize {
         self.max_length
+    }
+
+    /// Special tokens a pair's template adds around the two texts: 3 for BERT's
+    /// `[CLS] A [SEP] B [SEP]`, 4 for RoBERTa's `<s> A </s></s> B </s>`.
+    pub fn special_tokens_per_pair(&self) -> usize {
+        self.specials
     }
 
     /// The engine that encodes: `"xenc-wordpiece"` or `"hf-tokenizers"`.
