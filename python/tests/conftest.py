@@ -42,3 +42,12 @@ def golden() -> dict:
 def golden_pairs() -> list:
     with open(GOLDEN / "pairs.jsonl", encoding="utf-8") as f:
         return [(r["query"], r["document"]) for r in map(json.loads, filter(str.strip, f))]
+
+
+def short_pairs(n: int) -> list:
+    """n generated pairs of 8-20 tokens: cheap where many pairs are needed but not their content."""
+    topics = ["rust", "passports", "vitamins", "interest rates", "tides", "chess", "volcanoes"]
+    return [
+        (f"what about {topics[i % 7]} {i % 101}", f"document {i}: a note on {topics[(i * 3) % 7]}" + " and more" * (i % 4))
+        for i in range(n)
+    ]

@@ -9,26 +9,28 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from conftest import short_pairs
+
 
 def test_two_threads_get_the_scores_of_one(model, golden_pairs):
-    one = model.predict(golden_pairs)
-    pairs = list(reversed(golden_pairs))
+    pairs = golden_pairs[:60] + short_pairs(300)
+    one = model.predict(pairs)
     with ThreadPoolExecutor(2) as pool:
-        a = pool.submit(model.predict, golden_pairs)
-        b = pool.submit(model.predict, pairs)
+        a = pool.submit(model.predict, pairs)
+        b = pool.submit(model.predict, pairs[::-1])
         c = pool.submit(model.rank, golden_pairs[0][0], [d for _, d in golden_pairs[:40]])
-        d = pool.submit(model.predict, golden_pairs)
+        d = pool.submit(model.predict, pairs)
         assert np.array_equal(a.result(), one)
         assert np.array_equal(b.result(), one[::-1])
         assert np.array_equal(d.result(), one)
     assert c.result() == model.rank(golden_pairs[0][0], [d for _, d in golden_pairs[:40]])
 
 
-def test_the_gil_is_released_while_predict_runs(model, golden_pairs):
+def test_the_gil_is_released_while_predict_runs(model):
     # The main thread counts loop iterations it makes while the other thread is inside predict. With
     # the GIL held by predict it could make none (at most one switch interval before the call enters
     # xenc); released, it runs all along.
-    pairs = golden_pairs * 5
+    pairs = short_pairs(2500)
     inside = threading.Event()
     done = threading.Event()
     result = {}
@@ -54,7 +56,7 @@ def test_the_gil_is_released_while_predict_runs(model, golden_pairs):
 def test_ctrl_c_stops_a_long_predict(model):
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals reach the main thread only")
-    pairs = [(f"query {i}", f"document {i} on topic {i % 17}") for i in range(6 * 1024)]
+    pairs = short_pairs(6 * 1024)
     reported = []
 
     def progress(done):
