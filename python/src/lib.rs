@@ -8,9 +8,7 @@
 
 use std::path::PathBuf;
 
-use pyo3::exceptions::{
-    PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
-};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyDict, PySequence, PyString};
 use xenc::{Activation, Device, Error, ErrorKind};
@@ -130,10 +128,7 @@ fn extract_pairs(pairs: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
             item_type_error(
                 "pair",
                 index,
-                format!(
-                    "is {}, expected a (query, document) pair",
-                    type_name(&item)
-                ),
+                format!("is {}, expected a (query, document) pair", type_name(&item)),
             )
         })?;
         let len = pair.len()?;
@@ -141,9 +136,7 @@ fn extract_pairs(pairs: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
             return Err(to_py_err(Error::Item {
                 what: "pair",
                 index,
-                message: format!(
-                    "has {len} items, expected 2 (query, document)"
-                ),
+                message: format!("has {len} items, expected 2 (query, document)"),
             }));
         }
         let q = extract_text(&pair.get_item(0)?, "pair", index, "query")?;
@@ -323,7 +316,9 @@ impl Model {
             ))
         })?;
         let query = query.to_cow().map(|c| c.into_owned()).map_err(|e| {
-            to_py_err(Error::Input(format!("the query is not valid Unicode ({e})")))
+            to_py_err(Error::Input(format!(
+                "the query is not valid Unicode ({e})"
+            )))
         })?;
         let documents = extract_documents(documents)?;
         if documents.is_empty() {
@@ -405,7 +400,11 @@ impl Model {
         d.set_item("max_position_embeddings", c.max_position_embeddings)?;
         d.set_item("type_vocab_size", c.type_vocab_size)?;
         // The f32 as written (1e-12), not its f64 widening (9.99...e-13).
-        let eps: f64 = c.layer_norm_eps.to_string().parse().unwrap_or(c.layer_norm_eps as f64);
+        let eps: f64 = c
+            .layer_norm_eps
+            .to_string()
+            .parse()
+            .unwrap_or(c.layer_norm_eps as f64);
         d.set_item("layer_norm_eps", eps)?;
         d.set_item("num_labels", c.num_labels)?;
         let configured = match &c.activation {
