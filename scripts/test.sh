@@ -20,3 +20,5 @@ eval "$("$CACHE/cuda-venv/bin/python" scripts/cuda_env.py)"
 
 cargo test --release --all-targets "$@"
 cargo test --release --doc
+# The Python package (python/): its wheel built into a venv, then pytest.
+bash scripts/python-test.sh
