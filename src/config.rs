@@ -460,7 +460,7 @@ mod tests {
     fn unsupported_fields_are_named() {
         for (field, value, needle) in [
             ("hidden_act", r#""gelu_new""#, "hidden_act \"gelu_new\""),
-            ("model_type", r#""roberta""#, "model_type \"roberta\""),
+            ("model_type", r#""distilbert""#, "model_type \"distilbert\""),
             ("hidden_size", "-3", "`hidden_size` is -3"),
             (
                 "num_attention_heads",
