@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up, idempotently, what the tests and the demo need beyond cargo:
 #   - a small python venv with numpy (builds the test checkpoint; no torch),
-#   - the test checkpoint in f32, f16 and bf16 under $XENC_TEST_MODEL_DIR, and the synthetic
-#     checkpoints of other shapes under $XENC_TEST_MODEL_DIR/shapes,
+#   - the test checkpoint in f32, f16 and bf16 under $XENC_TEST_MODEL_DIR, the synthetic
+#     checkpoints of other shapes under $XENC_TEST_MODEL_DIR/shapes and of the RoBERTa family under
+#     $XENC_TEST_MODEL_DIR/families,
 #   - with --cuda-compilers: a venv with NVRTC, ptxas and the CUDA headers from PyPI, for
 #     scripts/check-kernels.sh and for build.rs to compile the kernels (no GPU needed);
 #   - with --demo instead: only the f32 test checkpoint (what scripts/demo.sh runs).
@@ -35,6 +36,8 @@ for dtype in f32 f16 bf16; do
 done
 # Synthetic checkpoints of other BERT shapes (head_dim 64, TinyBERT's 312/26, 128 positions), numpy only.
 "$FIXTURE_VENV/bin/python" scripts/build_shape_models.py "$MODELS/shapes" --tokenizer-from "$MODELS/f32" >&2
+# RoBERTa / XLM-RoBERTa checkpoints with the committed Unigram tokenizer (tests/fixtures/), numpy only.
+"$FIXTURE_VENV/bin/python" scripts/build_family_models.py "$MODELS/families" >&2
 
 if [[ "${1:-}" == "--cuda-compilers" ]]; then
     venv "$CUDA_VENV" "nvidia.cuda_nvrtc, nvidia.cuda_nvcc, nvidia.cuda_runtime" $CUDA_PKGS

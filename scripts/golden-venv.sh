@@ -14,7 +14,10 @@
 # 4. builds the synthetic checkpoints of other shapes with
 #    scripts/build_shape_models.py (into $XENC_CACHE/test-model/shapes/NAME unless
 #    XENC_SHAPE_MODELS is set) and runs scripts/make_shape_goldens.py, writing
-#    into tests/golden/shapes/.  XENC_GOLDEN_SHAPES=0 skips this step.
+#    into tests/golden/shapes/.  XENC_GOLDEN_SHAPES=0 skips this step;
+# 5. builds the RoBERTa / XLM-R checkpoints (scripts/build_family_models.py, into
+#    $XENC_CACHE/test-model/families unless XENC_FAMILY_MODELS is set) and runs
+#    scripts/make_family_goldens.py into tests/golden/families/.  XENC_GOLDEN_FAMILIES=0 skips it.
 #
 # Environment: XENC_CACHE, XENC_GOLDEN_VENV (venv path), XENC_TEST_MODEL
 # (checkpoint dir), XENC_SHAPE_MODELS (parent of the shape checkpoints),
@@ -61,6 +64,15 @@ PYTHON=$VPY "$REPO/scripts/fetch-test-model.sh" "$MODEL" f32
 
 cd "$REPO"
 "$VPY" scripts/make_goldens.py --model "$MODEL" --pairs tests/golden/pairs.jsonl --out tests/golden/ "$@"
+
+if [[ "${XENC_GOLDEN_FAMILIES:-1}" != 0 ]]; then
+    # RoBERTa / XLM-R: the Unigram tokenizer is committed (tests/fixtures/xlmr-tokenizer/); retrain it
+    # with scripts/build_xlmr_tokenizer.py only on purpose (the goldens follow it).
+    FAMILY_MODELS=${XENC_FAMILY_MODELS:-$CACHE/test-model/families}
+    "$VPY" scripts/build_family_models.py "$FAMILY_MODELS" >&2
+    "$VPY" scripts/make_family_goldens.py --models "$FAMILY_MODELS" --pairs tests/golden/pairs.jsonl \
+        --out tests/golden/families/
+fi
 
 if [[ "${XENC_GOLDEN_SHAPES:-1}" != 0 ]]; then
     "$VPY" scripts/build_shape_models.py "$SHAPE_MODELS" --tokenizer-from "$MODEL" >&2

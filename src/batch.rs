@@ -87,11 +87,11 @@ impl RaggedBatch {
         }
         for (i, w) in self.cu_seqlens.windows(2).enumerate() {
             let len = w[1].saturating_sub(w[0]) as usize;
-            if w[1] <= w[0] || len > cfg.max_position_embeddings {
+            if w[1] <= w[0] || len > cfg.positions() {
                 return Err(Error::Input(format!(
-                    "pair {i} has {} tokens; each pair needs 1 to {} (max_position_embeddings)",
+                    "pair {i} has {} tokens; each pair needs 1 to {} (the model's positions)",
                     w[1] as i64 - w[0] as i64,
-                    cfg.max_position_embeddings
+                    cfg.positions()
                 )));
             }
         }
@@ -101,7 +101,7 @@ impl RaggedBatch {
         };
         check("token id", &self.input_ids, cfg.vocab_size)?;
         check("token type", &self.token_type_ids, cfg.type_vocab_size)?;
-        check("position", &self.position_ids, cfg.max_position_embeddings)
+        check("position", &self.position_ids, cfg.positions())
     }
 }
 
@@ -129,10 +129,10 @@ pub fn check_pair(p: &EncodedPair, cfg: &ModelConfig) -> std::result::Result<(),
     if types != n {
         return Err(format!("{n} token ids but {types} token types"));
     }
-    if n == 0 || n > cfg.max_position_embeddings {
+    if n == 0 || n > cfg.positions() {
         return Err(format!(
-            "{n} tokens; a pair needs 1 to {} (max_position_embeddings)",
-            cfg.max_position_embeddings
+            "{n} tokens; a pair needs 1 to {} (the model's positions)",
+            cfg.positions()
         ));
     }
     let check = |what: &str, ids: &[u32], limit: usize| match check_ids(what, ids, limit) {

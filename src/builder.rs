@@ -65,7 +65,7 @@ impl CrossEncoderBuilder {
 
     /// Tokens per pair after truncation; default tokenizer_config.json's `model_max_length` when the
     /// model's positions cover it (what sentence-transformers' CrossEncoder truncates to), else
-    /// `min(512, max_position_embeddings)`.
+    /// `min(512, positions)` (positions: `max_position_embeddings`, less `pad_token_id + 1` for RoBERTa).
     pub fn max_length(mut self, n: usize) -> Self {
         self.max_length = Some(n);
         self
@@ -176,13 +176,19 @@ impl CrossEncoderBuilder {
             Some(n) => n,
             None => tokenize::default_max_length(
                 tokenize::model_max_length(&dir.join("tokenizer_config.json"))?,
-                config.max_position_embeddings,
+                config.positions(),
             ),
         };
-        if max_length > config.max_position_embeddings {
+        if max_length > config.positions() {
             return Err(Error::Option(format!(
-                "max_length {max_length} exceeds the model's max_position_embeddings {}",
-                config.max_position_embeddings
+                "max_length {max_length} exceeds the {} positions a pair may use (config.json's \
+                 max_position_embeddings {}{})",
+                config.positions(),
+                config.max_position_embeddings,
+                match config.position_offset {
+                    0 => String::new(),
+                    o => format!(" less the {o} before the first position id, pad_token_id + 1"),
+                }
             )));
         }
         if let Some(budget) = self.token_budget.filter(|&b| b > u32::MAX as usize) {
@@ -220,7 +226,10 @@ impl CrossEncoderBuilder {
             )),
             other => other,
         });
-        let (tokenizer, weights) = (tokenizer?.with_pool(pool.clone()), weights?);
+        let tokenizer = tokenizer?
+            .with_pool(pool.clone())
+            .with_token_types(config.family.uses_token_types());
+        let (tokenizer, weights) = (tokenizer, weights?);
         let cuda =
             |n| CudaBackend::new(&config, &weights, n, cuda_budget, &self.cuda).map(Backend::Cuda);
         let backend = match self.device {

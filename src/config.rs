@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::family::Family;
 
 /// What a score means by default, as sentence-transformers' CrossEncoder decides it: the checkpoint's
 /// `sentence_transformers.activation_fn` (or the older `sbert_ce_default_activation_function`), else
@@ -54,11 +55,22 @@ pub struct ModelConfig {
     pub layer_norm_eps: f32,
     pub num_labels: usize,
     pub activation: ConfiguredActivation,
+    /// The checkpoint family (`model_type`): tensor names, position numbering, token types.
+    pub family: Family,
+    /// The position id of a sequence's first token: 0 for BERT, `pad_token_id + 1` for RoBERTa. The
+    /// loader drops that many rows of the position table, so the model numbers positions from 0.
+    pub position_offset: usize,
 }
 
 impl ModelConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
+    }
+
+    /// The most tokens a pair may hold: the position table's rows a sequence can use,
+    /// `max_position_embeddings - position_offset` (512 for MiniLM; 512 for XLM-R's 514 positions).
+    pub fn positions(&self) -> usize {
+        self.max_position_embeddings - self.position_offset
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -77,12 +89,14 @@ impl ModelConfig {
             .ok_or_else(|| Error::config("expected a JSON object at the top level"))?;
 
         let model_type = obj.get("model_type").and_then(Value::as_str).unwrap_or("");
-        if model_type != "bert" {
+        let Some(family) = Family::from_model_type(model_type) else {
             return Err(Error::config(format!(
-                "model_type {} is not supported (xenc runs BERT-family cross-encoders: model_type \"bert\")",
-                obj.get("model_type").unwrap_or(&Value::Null)
+                "model_type {} is not supported (xenc runs BERT and RoBERTa / XLM-RoBERTa \
+                 cross-encoders: model_type {})",
+                obj.get("model_type").unwrap_or(&Value::Null),
+                Family::MODEL_TYPES
             )));
-        }
+        };
         if let Some(act) = obj.get("hidden_act") {
             if act.as_str() != Some("gelu") {
                 return Err(Error::config(format!(
@@ -110,6 +124,21 @@ impl ModelConfig {
             }
         };
 
+        // RoBERTa numbers positions from pad_token_id + 1 (transformers' padding_idx).
+        let position_offset = match family {
+            Family::Bert => 0,
+            Family::Roberta => match obj.get("pad_token_id") {
+                None => 2,
+                Some(x) => match x.as_u64() {
+                    Some(n) if n < (1 << 24) => n as usize + 1,
+                    _ => {
+                        return Err(Error::config(format!(
+                            "field `pad_token_id` is {x}, expected a non-negative integer"
+                        )))
+                    }
+                },
+            },
+        };
         let hidden_size = size("hidden_size", None)?;
         let num_attention_heads = size("num_attention_heads", None)?;
         let cfg = ModelConfig {
@@ -133,7 +162,16 @@ impl ModelConfig {
             },
             num_labels: num_labels(obj)?,
             activation: configured_activation(obj),
+            family,
+            position_offset,
         };
+        if cfg.max_position_embeddings <= position_offset {
+            return Err(Error::config(format!(
+                "max_position_embeddings {} leaves no position for a token: {} numbers positions \
+                 from pad_token_id + 1 = {position_offset}",
+                cfg.max_position_embeddings, model_type
+            )));
+        }
         if hidden_size % num_attention_heads != 0 {
             return Err(Error::config(format!(
                 "hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}"
@@ -337,6 +375,46 @@ mod tests {
     }
 
     #[test]
+    fn roberta_families_number_positions_after_the_padding_index() {
+        let bert = ModelConfig::from_json_str(MINILM).unwrap();
+        assert_eq!(
+            (bert.family, bert.position_offset, bert.positions()),
+            (Family::Bert, 0, 512)
+        );
+        for t in ["\"roberta\"", "\"xlm-roberta\""] {
+            let mut v: Value = serde_json::from_str(&with("model_type", t)).unwrap();
+            v["max_position_embeddings"] = 514.into();
+            let c = ModelConfig::from_json_str(&v.to_string()).unwrap();
+            // pad_token_id absent: transformers' RobertaConfig default, 1.
+            assert_eq!(
+                (c.family, c.position_offset, c.positions()),
+                (Family::Roberta, 2, 512)
+            );
+            v["pad_token_id"] = 0.into();
+            let c = ModelConfig::from_json_str(&v.to_string()).unwrap();
+            assert_eq!((c.position_offset, c.positions()), (1, 513));
+            v["pad_token_id"] = (-1).into();
+            let err = ModelConfig::from_json_str(&v.to_string())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("pad_token_id"), "{err}");
+            v["pad_token_id"] = 1.into();
+            v["max_position_embeddings"] = 2.into();
+            let err = ModelConfig::from_json_str(&v.to_string())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("leaves no position"), "{err}");
+        }
+        let err = ModelConfig::from_json_str(&with("model_type", "\"distilbert\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"distilbert\"") && err.contains("xlm-roberta"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn minilm_parses_with_sigmoid_default() {
         let c = ModelConfig::from_json_str(MINILM).unwrap();
         assert_eq!(
@@ -382,7 +460,7 @@ mod tests {
     fn unsupported_fields_are_named() {
         for (field, value, needle) in [
             ("hidden_act", r#""gelu_new""#, "hidden_act \"gelu_new\""),
-            ("model_type", r#""roberta""#, "model_type \"roberta\""),
+            ("model_type", r#""distilbert""#, "model_type \"distilbert\""),
             ("hidden_size", "-3", "`hidden_size` is -3"),
             (
                 "num_attention_heads",

@@ -31,6 +31,7 @@ mod cross_encoder;
 pub mod cuda;
 pub mod engine;
 pub mod error;
+pub mod family;
 pub mod options;
 pub mod profile;
 #[cfg(feature = "serve")]
@@ -44,6 +45,7 @@ pub use config::{Activation, ConfiguredActivation, ModelConfig};
 pub use cross_encoder::{rank, CrossEncoder, Ranked};
 pub use engine::{Engine, DEFAULT_CUDA_TOKEN_BUDGET, DEFAULT_TOKEN_BUDGET};
 pub use error::{Error, ErrorKind, Result};
+pub use family::Family;
 pub use options::{
     AttentionKernel, CudaOptions, Device, FfnIn, GbgWarps, GemmPath, Pooler, Residual,
     TokenizerEngine, TokenizerOptions,

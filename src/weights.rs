@@ -1,5 +1,8 @@
 //! model.safetensors → [`BertWeights`]: every tensor looked up by its Hugging Face name (with or without
-//! the `bert.` prefix), shape-checked against the config, converted to f32 once (from f32, f16 or bf16).
+//! the family's `bert.` / `roberta.` prefix; the head's names per [`crate::family`]), shape-checked
+//! against the config, converted to f32 once (from f32, f16 or bf16). Every family loads into the same
+//! struct: RoBERTa's `classifier.dense` is the pooler, its `classifier.out_proj` the classifier, and its
+//! position table loses the rows before `pad_token_id + 1`.
 //! Q, K and V are concatenated here, once, into one `[3H, H]` matrix so a layer does one QKV GEMM.
 //!
 //! Loading goes in three steps, each before anything the next one sizes:
@@ -33,6 +36,7 @@ use safetensors::Dtype;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::family::TensorName;
 
 /// One encoder layer. Shapes are PyTorch `nn.Linear` layouts: weight `[out, in]`, row-major.
 #[derive(Debug, Clone)]
@@ -65,7 +69,8 @@ pub struct LayerWeights {
 pub struct BertWeights {
     /// `embeddings.word_embeddings.weight`: `[V, H]`.
     pub word_embeddings: Vec<f32>,
-    /// `embeddings.position_embeddings.weight`: `[P, H]`.
+    /// `embeddings.position_embeddings.weight` from row [`ModelConfig::position_offset`] on:
+    /// `[ModelConfig::positions(), H]`.
     pub position_embeddings: Vec<f32>,
     /// `embeddings.token_type_embeddings.weight`: `[TV, H]`.
     pub token_type_embeddings: Vec<f32>,
@@ -73,13 +78,14 @@ pub struct BertWeights {
     pub embeddings_ln_weight: Vec<f32>,
     pub embeddings_ln_bias: Vec<f32>,
     pub layers: Vec<LayerWeights>,
-    /// `pooler.dense.weight`: `[H, H]`.
+    /// The head's dense layer (then tanh) on the first token: BERT's `pooler.dense.weight`, RoBERTa's
+    /// `classifier.dense.weight`: `[H, H]`.
     pub pooler_weight: Vec<f32>,
-    /// `pooler.dense.bias`: `[H]`.
+    /// Its bias: `[H]`.
     pub pooler_bias: Vec<f32>,
-    /// `classifier.weight` (never prefixed): `[L, H]`.
+    /// BERT's `classifier.weight`, RoBERTa's `classifier.out_proj.weight` (never prefixed): `[L, H]`.
     pub classifier_weight: Vec<f32>,
-    /// `classifier.bias`: `[L]`.
+    /// Its bias: `[L]`.
     pub classifier_bias: Vec<f32>,
     /// The dtype the checkpoint stored (f32, f16 or bf16), for reporting.
     pub stored_dtype: String,
@@ -105,7 +111,7 @@ impl BertWeights {
     fn load(src: &Source, file_len: u64, cfg: &ModelConfig) -> Result<Self> {
         let header = Header::read(src, file_len)?;
         cfg.check_fits(header.data_len, header.tensors.len())?;
-        let r = Reader::new(&header, src)?;
+        let r = Reader::new(&header, src, cfg)?;
         // Every tensor present, with the config's shape and a dtype xenc converts, before any of them
         // is allocated.
         for (name, shape) in required_tensors(cfg) {
@@ -143,12 +149,15 @@ impl BertWeights {
             })
             .collect::<Result<Vec<_>>>()?;
 
+        let mut position_embeddings = r.get(
+            "embeddings.position_embeddings.weight",
+            &[cfg.max_position_embeddings, h],
+        )?;
+        position_embeddings.drain(..cfg.position_offset * h);
+        let head = cfg.family.head();
         Ok(BertWeights {
             word_embeddings: r.get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
-            position_embeddings: r.get(
-                "embeddings.position_embeddings.weight",
-                &[cfg.max_position_embeddings, h],
-            )?,
+            position_embeddings,
             token_type_embeddings: r.get(
                 "embeddings.token_type_embeddings.weight",
                 &[cfg.type_vocab_size, h],
@@ -156,17 +165,18 @@ impl BertWeights {
             embeddings_ln_weight: r.get("embeddings.LayerNorm.weight", &[h])?,
             embeddings_ln_bias: r.get("embeddings.LayerNorm.bias", &[h])?,
             layers,
-            pooler_weight: r.get("pooler.dense.weight", &[h, h])?,
-            pooler_bias: r.get("pooler.dense.bias", &[h])?,
-            classifier_weight: r.get_root("classifier.weight", &[l, h])?,
-            classifier_bias: r.get_root("classifier.bias", &[l])?,
+            pooler_weight: r.get_named(head.dense, "weight", &[h, h])?,
+            pooler_bias: r.get_named(head.dense, "bias", &[h])?,
+            classifier_weight: r.get_named(head.out, "weight", &[l, h])?,
+            classifier_bias: r.get_named(head.out, "bias", &[l])?,
             stored_dtype: r.dtype_name(),
         })
     }
 }
 
 /// Every tensor [`BertWeights::load`] reads, as (name without the encoder prefix, shape), in reading
-/// order; `classifier.*` are never prefixed (marked by a leading `/`, which no tensor name has).
+/// order; names at the file's root (the classifier's) are marked by a leading `/`, which no tensor
+/// name has.
 fn required_tensors(cfg: &ModelConfig) -> impl Iterator<Item = (String, Vec<usize>)> {
     let (h, i, l) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_labels);
     let layer = move |n: usize| {
@@ -211,11 +221,14 @@ fn required_tensors(cfg: &ModelConfig) -> impl Iterator<Item = (String, Vec<usiz
         ),
         ("embeddings.LayerNorm.weight".into(), vec![h]),
         ("embeddings.LayerNorm.bias".into(), vec![h]),
-        ("pooler.dense.weight".into(), vec![h, h]),
-        ("pooler.dense.bias".into(), vec![h]),
-        ("/classifier.weight".into(), vec![l, h]),
-        ("/classifier.bias".into(), vec![l]),
     ];
+    let head = cfg.family.head();
+    let rest = rest.into_iter().chain([
+        (head.dense.marked("weight"), vec![h, h]),
+        (head.dense.marked("bias"), vec![h]),
+        (head.out.marked("weight"), vec![l, h]),
+        (head.out.marked("bias"), vec![l]),
+    ]);
     (0..cfg.num_hidden_layers).flat_map(layer).chain(rest)
 }
 
@@ -448,7 +461,18 @@ impl<'de> serde::Deserialize<'de> for RawHeader {
     }
 }
 
-/// Looks tensors up under the encoder prefix the checkpoint uses (`bert.` or none), and reads them.
+impl TensorName {
+    /// `name.suffix` as [`required_tensors`] lists it (`/` first for a name at the root).
+    fn marked(self, suffix: &str) -> String {
+        match self {
+            TensorName::Encoder(n) => format!("{n}.{suffix}"),
+            TensorName::Root(n) => format!("/{n}.{suffix}"),
+        }
+    }
+}
+
+/// Looks tensors up under the encoder prefix the checkpoint uses (the family's, e.g. `bert.`, or none),
+/// and reads them.
 struct Reader<'a> {
     header: &'a Header,
     src: &'a Source<'a>,
@@ -456,9 +480,10 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(header: &'a Header, src: &'a Source<'a>) -> Result<Self> {
+    fn new(header: &'a Header, src: &'a Source<'a>, cfg: &ModelConfig) -> Result<Self> {
         const PROBE: &str = "embeddings.word_embeddings.weight";
-        for prefix in ["bert.", ""] {
+        let prefixes = cfg.family.encoder_prefixes();
+        for &prefix in prefixes {
             if header.tensors.contains_key(&format!("{prefix}{PROBE}")) {
                 return Ok(Reader {
                     header,
@@ -468,8 +493,19 @@ impl<'a> Reader<'a> {
             }
         }
         Err(Error::weights(format!(
-            "tensor `bert.{PROBE}` (or `{PROBE}`) is missing; is this a BERT checkpoint?"
+            "tensor `{}{PROBE}` (or `{PROBE}`) is missing; is this a {} checkpoint, as config.json's \
+             model_type says?",
+            prefixes[0],
+            cfg.family.name()
         )))
+    }
+
+    /// The tensor `name.suffix` of a [`TensorName`].
+    fn get_named(&self, name: TensorName, suffix: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        match name {
+            TensorName::Encoder(n) => self.get(&format!("{n}.{suffix}"), shape),
+            TensorName::Root(n) => self.get_root(&format!("{n}.{suffix}"), shape),
+        }
     }
 
     /// A name from [`required_tensors`] as it is in the file.

@@ -16,6 +16,8 @@
 
 /// Queries per register tile.
 const QR: usize = 8;
+/// Queries per block of the portable form: its scores take `QUERY_BLOCK × len` floats.
+const QUERY_BLOCK: usize = 128;
 /// Lanes of one AVX-512 register.
 const LANES: usize = 16;
 
@@ -71,7 +73,7 @@ pub unsafe fn attend(item: &Item<'_>, out: *mut f32, out_stride: usize, scratch:
 }
 
 mod portable {
-    use super::{Item, Scratch};
+    use super::{Item, Scratch, QUERY_BLOCK};
 
     /// # Safety
     /// As `super::attend`.
@@ -80,59 +82,64 @@ mod portable {
         let q = &it.qkv[it.head * d..];
         let (k, v) = (&q[it.hidden..], &q[2 * it.hidden..]);
         let scores = &mut sc.s;
-        scores.clear();
-        scores.resize(it.queries * len, 0.0);
-        // S = scale · Q·Kᵀ: lhs Q [queries, d] (row stride 3H), rhs Kᵀ [d, len] (column stride 3H).
-        gemm::gemm(
-            it.queries,
-            len,
-            d,
-            scores.as_mut_ptr(),
-            1,
-            len as isize,
-            false,
-            q.as_ptr(),
-            1,
-            stride as isize,
-            k.as_ptr(),
-            stride as isize,
-            1,
-            0.0,
-            it.scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-        for row in scores.chunks_exact_mut(len) {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            row.iter_mut().for_each(|s| *s -= max);
-            crate::cpu::vmath::exp_in_place(row);
-            let inv = 1.0 / row.iter().sum::<f32>();
-            row.iter_mut().for_each(|s| *s *= inv);
+        // Queries go QUERY_BLOCK at a time, so the scores never take more than QUERY_BLOCK × len
+        // floats (4 MiB at 8,192 tokens, where the whole matrix would be 256 MiB per head).
+        for q0 in (0..it.queries).step_by(QUERY_BLOCK) {
+            let rows = QUERY_BLOCK.min(it.queries - q0);
+            scores.clear();
+            scores.resize(rows * len, 0.0);
+            // S = scale · Q·Kᵀ: lhs Q [rows, d] (row stride 3H), rhs Kᵀ [d, len] (column stride 3H).
+            gemm::gemm(
+                rows,
+                len,
+                d,
+                scores.as_mut_ptr(),
+                1,
+                len as isize,
+                false,
+                q[q0 * stride..].as_ptr(),
+                1,
+                stride as isize,
+                k.as_ptr(),
+                stride as isize,
+                1,
+                0.0,
+                it.scale,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+            for row in scores.chunks_exact_mut(len) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                row.iter_mut().for_each(|s| *s -= max);
+                crate::cpu::vmath::exp_in_place(row);
+                let inv = 1.0 / row.iter().sum::<f32>();
+                row.iter_mut().for_each(|s| *s *= inv);
+            }
+            // out rows = P·V: lhs P [rows, len], rhs V [len, d] (row stride 3H).
+            gemm::gemm(
+                rows,
+                d,
+                len,
+                out.add(q0 * out_stride),
+                1,
+                out_stride as isize,
+                false,
+                scores.as_ptr(),
+                1,
+                len as isize,
+                v.as_ptr(),
+                1,
+                stride as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
         }
-        // out rows = P·V: lhs P [queries, len], rhs V [len, d] (row stride 3H).
-        gemm::gemm(
-            it.queries,
-            d,
-            len,
-            out,
-            1,
-            out_stride as isize,
-            false,
-            scores.as_ptr(),
-            1,
-            len as isize,
-            v.as_ptr(),
-            1,
-            stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 

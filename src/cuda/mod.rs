@@ -203,6 +203,15 @@ impl CudaBackend {
 /// What the kernels can run, checked before touching the GPU.
 fn supported(cfg: &ModelConfig, token_budget: usize) -> Result<()> {
     let e = |m: String| Err(Error::cuda(format!("{m}; use the CPU backend")));
+    // Every family reaches the kernels as BERT does (crate::family: the loader renames the head and
+    // drops RoBERTa's first position rows), but only BERT has run on a GPU: a family joins once
+    // scripts/gpu-check.sh has passed it there (its goldens, batch vs alone).
+    if cfg.family != crate::family::Family::Bert {
+        return e(format!(
+            "the {} family has not yet been verified on a GPU",
+            cfg.family.name()
+        ));
+    }
     if !plan::ATTN_HEAD_DIMS.contains(&cfg.head_dim()) {
         return e(format!(
             "head_dim {} has no attention kernel (supported: 32, 64)",
@@ -258,6 +267,12 @@ mod tests {
         assert!(err.contains("head_dim 96"), "{err}");
         assert!(supported(&cfg(12), 0).is_err());
         assert!(supported(&cfg(12), 1 << 21).is_err());
+        let roberta = ModelConfig {
+            family: crate::family::Family::Roberta,
+            ..cfg(12)
+        };
+        let err = supported(&roberta, 16384).unwrap_err().to_string();
+        assert!(err.contains("roberta family"), "{err}");
     }
 
     /// Without a driver (as on CI) asking for the GPU is an error value, not a panic.

@@ -138,7 +138,7 @@ pub(crate) mod tests_support {
         };
         BertWeights {
             word_embeddings: t(cfg.vocab_size * h),
-            position_embeddings: t(cfg.max_position_embeddings * h),
+            position_embeddings: t(cfg.positions() * h),
             token_type_embeddings: t(cfg.type_vocab_size * h),
             embeddings_ln_weight: t(h),
             embeddings_ln_bias: t(h),

@@ -113,14 +113,13 @@ pub fn model_max_length(tokenizer_config: &Path) -> Result<Option<usize>> {
 }
 
 /// The default tokens per pair: tokenizer_config.json's `model_max_length` where the model's positions
-/// cover it (as sentence-transformers' CrossEncoder truncates), else `min(512, max_position_embeddings)`.
-pub fn default_max_length(
-    model_max_length: Option<usize>,
-    max_position_embeddings: usize,
-) -> usize {
+/// cover it (as sentence-transformers' CrossEncoder truncates), else `min(512, positions)`, where
+/// `positions` is what a pair may hold ([`crate::ModelConfig::positions`]: `max_position_embeddings`
+/// less RoBERTa's offset).
+pub fn default_max_length(model_max_length: Option<usize>, positions: usize) -> usize {
     match model_max_length {
-        Some(n) if (1..=max_position_embeddings).contains(&n) => n,
-        _ => 512.min(max_position_embeddings),
+        Some(n) if (1..=positions).contains(&n) => n,
+        _ => 512.min(positions),
     }
 }
 
@@ -142,6 +141,8 @@ pub struct PairTokenizer {
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     /// Special tokens the pair template adds (3 for BERT's [CLS] A [SEP] B [SEP]).
     specials: usize,
+    /// False: every token type is 0 ([`Self::with_token_types`]).
+    token_types: bool,
 }
 
 impl PairTokenizer {
@@ -232,7 +233,23 @@ impl PairTokenizer {
             max_length,
             pool: None,
             specials: added,
+            token_types: true,
         })
+    }
+
+    /// Whether pairs keep the tokenizer's token type ids (true, BERT) or have every type 0 (a RoBERTa
+    /// model, whose tokenizer gives transformers no `token_type_ids`; see [`crate::Family`]).
+    pub fn with_token_types(mut self, keep: bool) -> Self {
+        self.token_types = keep;
+        self
+    }
+
+    /// The pair as the model reads it: type ids zeroed when the model has no token types.
+    fn typed(&self, mut pair: EncodedPair) -> EncodedPair {
+        if !self.token_types {
+            pair.token_type_ids.fill(0);
+        }
+        pair
     }
 
     /// Runs parallel encoding on `pool` (None: the caller's current pool, rayon's global one outside
@@ -286,11 +303,11 @@ impl PairTokenizer {
     /// Encodes one pair.
     pub fn encode_pair(&self, query: &str, document: &str) -> Result<EncodedPair> {
         if let Some(wp) = &self.fast {
-            return Ok(wp.encode_pair(query, document, self.max_length));
+            return Ok(self.typed(wp.encode_pair(query, document, self.max_length)));
         }
         self.pairs
             .encode_fast((query, document), true)
-            .map(EncodedPair::from_encoding)
+            .map(|e| self.typed(EncodedPair::from_encoding(e)))
             .map_err(|e| Error::tokenizer(e.to_string()).with_source(e))
     }
 
@@ -355,7 +372,7 @@ impl PairTokenizer {
     /// already-tokenised text (the golden tests check the two agree).
     pub fn join(&self, query: &Piece, document: &Piece) -> Result<EncodedPair> {
         if let Some(wp) = &self.fast {
-            return Ok(wp.join(query.ids(), document.ids(), self.max_length));
+            return Ok(self.typed(wp.join(query.ids(), document.ids(), self.max_length)));
         }
         let (PieceRepr::Hf(q), PieceRepr::Hf(d)) = (&query.0, &document.0) else {
             return Err(Error::tokenizer(
@@ -368,7 +385,7 @@ impl PairTokenizer {
         doc.set_type_ids(vec![1; doc.len()]);
         self.pairs
             .post_process(Encoding::clone(q), Some(doc), true)
-            .map(EncodedPair::from_encoding)
+            .map(|e| self.typed(EncodedPair::from_encoding(e)))
             .map_err(|e| Error::tokenizer(e.to_string()).with_source(e))
     }
 }

@@ -70,7 +70,7 @@ struct ModelArgs {
     #[arg(long)]
     raw: bool,
     /// Tokens per pair after truncation (default: tokenizer_config.json's model_max_length, as
-    /// sentence-transformers; without it min(512, max_position_embeddings)).
+    /// sentence-transformers; without it min(512, the model's positions)).
     #[arg(long, value_name = "N")]
     max_length: Option<usize>,
     /// Threads for tokenisation and the CPU model (default: all cores).

@@ -105,7 +105,7 @@ impl WeightLayout {
             s
         };
         let word_embeddings = span(cfg.vocab_size * h);
-        let position_embeddings = span(cfg.max_position_embeddings * h);
+        let position_embeddings = span(cfg.positions() * h);
         let token_type_embeddings = span(cfg.type_vocab_size * h);
         let (embeddings_ln_weight, embeddings_ln_bias) = (span(h), span(h));
         let layers = (0..cfg.num_hidden_layers)
