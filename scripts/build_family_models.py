@@ -30,7 +30,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from build_shape_models import SCALES, STAMP_FILE, np, sha256_bytes, tensor, write_safetensors  # noqa: E402
+from build_shape_models import (SCALES, STAMP_FILE, layer_spec, np, sha256_bytes, tensor,  # noqa: E402
+                                write_safetensors)
 
 GENERATOR_VERSION = 1
 TOKENIZER_DIR = os.path.join(HERE, "..", "tests", "fixtures", "xlmr-tokenizer")
@@ -92,22 +93,7 @@ def build_tensors(name, cfg):
         (e + "LayerNorm.bias", (H,), S["ln_bias"], 0.0),
     ]
     for n in range(cfg["num_hidden_layers"]):
-        p = f"roberta.encoder.layer.{n}."
-        for part in ("query", "key", "value"):
-            spec += [(f"{p}attention.self.{part}.weight", (H, H), g(part, H), 0.0),
-                     (f"{p}attention.self.{part}.bias", (H,), S["dense_bias"], 0.0)]
-        spec += [
-            (f"{p}attention.output.dense.weight", (H, H), g("attn_out", H), 0.0),
-            (f"{p}attention.output.dense.bias", (H,), S["dense_bias"], 0.0),
-            (f"{p}attention.output.LayerNorm.weight", (H,), S["ln_weight"], 1.0),
-            (f"{p}attention.output.LayerNorm.bias", (H,), S["ln_bias"], 0.0),
-            (f"{p}intermediate.dense.weight", (I, H), g("intermediate", H), 0.0),
-            (f"{p}intermediate.dense.bias", (I,), S["dense_bias"], 0.0),
-            (f"{p}output.dense.weight", (H, I), g("ffn_out", I), 0.0),
-            (f"{p}output.dense.bias", (H,), S["dense_bias"], 0.0),
-            (f"{p}output.LayerNorm.weight", (H,), S["ln_weight"], 1.0),
-            (f"{p}output.LayerNorm.bias", (H,), S["ln_bias"], 0.0),
-        ]
+        spec += layer_spec(f"roberta.encoder.layer.{n}.", H, I)
     spec += [
         ("classifier.dense.weight", (H, H), g("pooler", H), 0.0),
         ("classifier.dense.bias", (H,), S["dense_bias"], 0.0),

@@ -136,6 +136,31 @@ def tensor(shape_name, tensor_name, shape, std, mean=0.0):
     return x.astype(np.float32).reshape(shape)
 
 
+def layer_spec(p, H, I):
+    """One encoder layer's tensors under prefix p, as (name, shape, std, mean): shared by every family."""
+    S = SCALES
+
+    def g(kind, fan_in):
+        return S[kind + "_gain"] / fan_in ** 0.5
+
+    spec = []
+    for part in ("query", "key", "value"):
+        spec += [(f"{p}attention.self.{part}.weight", (H, H), g(part, H), 0.0),
+                 (f"{p}attention.self.{part}.bias", (H,), S["dense_bias"], 0.0)]
+    return spec + [
+        (f"{p}attention.output.dense.weight", (H, H), g("attn_out", H), 0.0),
+        (f"{p}attention.output.dense.bias", (H,), S["dense_bias"], 0.0),
+        (f"{p}attention.output.LayerNorm.weight", (H,), S["ln_weight"], 1.0),
+        (f"{p}attention.output.LayerNorm.bias", (H,), S["ln_bias"], 0.0),
+        (f"{p}intermediate.dense.weight", (I, H), g("intermediate", H), 0.0),
+        (f"{p}intermediate.dense.bias", (I,), S["dense_bias"], 0.0),
+        (f"{p}output.dense.weight", (H, I), g("ffn_out", I), 0.0),
+        (f"{p}output.dense.bias", (H,), S["dense_bias"], 0.0),
+        (f"{p}output.LayerNorm.weight", (H,), S["ln_weight"], 1.0),
+        (f"{p}output.LayerNorm.bias", (H,), S["ln_bias"], 0.0),
+    ]
+
+
 def build_tensors(name, cfg):
     H, I, P, T = cfg["hidden_size"], cfg["intermediate_size"], cfg["max_position_embeddings"], cfg["type_vocab_size"]
     S = SCALES
@@ -151,22 +176,7 @@ def build_tensors(name, cfg):
         ("bert.embeddings.LayerNorm.bias", (H,), S["ln_bias"], 0.0),
     ]
     for n in range(cfg["num_hidden_layers"]):
-        p = f"bert.encoder.layer.{n}."
-        for part in ("query", "key", "value"):
-            spec += [(f"{p}attention.self.{part}.weight", (H, H), g(part, H), 0.0),
-                     (f"{p}attention.self.{part}.bias", (H,), S["dense_bias"], 0.0)]
-        spec += [
-            (f"{p}attention.output.dense.weight", (H, H), g("attn_out", H), 0.0),
-            (f"{p}attention.output.dense.bias", (H,), S["dense_bias"], 0.0),
-            (f"{p}attention.output.LayerNorm.weight", (H,), S["ln_weight"], 1.0),
-            (f"{p}attention.output.LayerNorm.bias", (H,), S["ln_bias"], 0.0),
-            (f"{p}intermediate.dense.weight", (I, H), g("intermediate", H), 0.0),
-            (f"{p}intermediate.dense.bias", (I,), S["dense_bias"], 0.0),
-            (f"{p}output.dense.weight", (H, I), g("ffn_out", I), 0.0),
-            (f"{p}output.dense.bias", (H,), S["dense_bias"], 0.0),
-            (f"{p}output.LayerNorm.weight", (H,), S["ln_weight"], 1.0),
-            (f"{p}output.LayerNorm.bias", (H,), S["ln_bias"], 0.0),
-        ]
+        spec += layer_spec(f"bert.encoder.layer.{n}.", H, I)
     spec += [
         ("bert.pooler.dense.weight", (H, H), g("pooler", H), 0.0),
         ("bert.pooler.dense.bias", (H,), S["dense_bias"], 0.0),

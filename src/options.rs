@@ -39,6 +39,34 @@ pub enum Device {
     Auto,
 }
 
+/// `cpu`, `cuda` (device 0), `cuda:N` or `auto`, as the CLI, the server and the Python package spell it.
+///
+/// ```
+/// use xenc::Device;
+/// assert_eq!("cuda:1".parse::<Device>().unwrap(), Device::Cuda(1));
+/// assert!("tpu".parse::<Device>().is_err());
+/// ```
+impl std::str::FromStr for Device {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Device> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "auto" => Ok(Device::Auto),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| {
+                    Error::Option(format!(
+                        "unknown device {s:?}: expected cpu, cuda, cuda:N or auto"
+                    ))
+                }),
+        }
+    }
+}
+
 /// An option enum's names: each value's spelling on the command line and in its variable.
 trait Named: Sized + Copy + 'static {
     /// The variable the CLI reads this option from, for error messages.

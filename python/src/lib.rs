@@ -47,20 +47,7 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 }
 
 fn parse_device(s: &str) -> PyResult<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(Device::Auto),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| {
-                to_py_err(Error::Option(format!(
-                    "unknown device {s:?}: expected cpu, cuda, cuda:N or auto"
-                )))
-            }),
-    }
+    s.parse::<Device>().map_err(to_py_err)
 }
 
 fn parse_activation(s: Option<&str>) -> PyResult<Option<Activation>> {

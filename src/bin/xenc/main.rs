@@ -142,16 +142,10 @@ fn gemm_algo(s: &str) -> std::result::Result<usize, String> {
 }
 
 fn parse_device(s: &str) -> std::result::Result<Device, String> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(Device::Auto),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| format!("unknown device {s:?}: expected cpu, cuda, cuda:N or auto")),
-    }
+    s.parse::<Device>().map_err(|e| match e {
+        xenc::Error::Option(m) => m,
+        other => other.to_string(),
+    })
 }
 
 impl ModelArgs {
