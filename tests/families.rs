@@ -257,13 +257,17 @@ fn fuzz_pairs(words: &[String], n: usize, seed: u64) -> Vec<(String, String)> {
     let text = |rng: &mut SplitMix64, count: u64| {
         let mut parts = Vec::new();
         for _ in 0..count {
-            if rng.next() % 5 == 0 {
+            if rng.next().is_multiple_of(5) {
                 parts.push(TRICKY[(rng.next() % TRICKY.len() as u64) as usize].to_string());
             } else {
                 parts.push(words[(rng.next() % words.len() as u64) as usize].clone());
             }
         }
-        let sep = if rng.next() % 7 == 0 { "" } else { " " };
+        let sep = if rng.next().is_multiple_of(7) {
+            ""
+        } else {
+            " "
+        };
         parts.join(sep)
     };
     (0..n)

@@ -235,8 +235,7 @@ fn run(cli: Cli) -> Result<()> {
     if stdout_was_closed() {
         return Err(Error::Io {
             path: "stdout".into(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::Other,
+            source: std::io::Error::other(
                 "closed (the output would be lost; redirect it to a file or /dev/null instead)",
             ),
         });
