@@ -24,14 +24,12 @@ Shapes (vocab 4000, type_vocab 1, pad_token_id 1, so positions start at 2):
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from build_shape_models import (SCALES, STAMP_FILE, layer_spec, np, sha256_bytes, tensor,  # noqa: E402
-                                write_safetensors)
+from build_shape_models import (SCALES, install_checkpoint, layer_spec, np, sha256_bytes,  # noqa: E402
+                                tensor)
 
 GENERATOR_VERSION = 1
 TOKENIZER_DIR = os.path.join(HERE, "..", "tests", "fixtures", "xlmr-tokenizer")
@@ -116,24 +114,8 @@ def stamp_for(name, cfg):
 
 def build_one(name, out_root):
     cfg = config_for(name)
-    stamp = stamp_for(name, cfg)
-    d = os.path.join(out_root, name)
-    sp = os.path.join(d, STAMP_FILE)
-    if os.path.isfile(sp) and open(sp, encoding="utf-8").read().strip() == stamp:
-        print(f"build_family_models: {d} is up to date")
-        return
-    if os.path.exists(d) and not os.path.isfile(sp) and os.listdir(d):
-        raise SystemExit(f"error: {d} exists, is not empty and has no {STAMP_FILE} stamp; refusing to overwrite it")
-    os.makedirs(out_root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp.", dir=out_root)
-    try:
-        tensors = build_tensors(name, cfg)
-        write_safetensors(os.path.join(tmp, "model.safetensors"), tensors, {"format": "pt"})
-        with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(cfg, f, indent=2, sort_keys=True)
-            f.write("\n")
-        for fname in TOKENIZER_FILES:
-            shutil.copyfile(os.path.join(TOKENIZER_DIR, fname), os.path.join(tmp, fname))
+
+    def edit(tmp):
         if name in MODEL_MAX_LENGTH:
             tc_path = os.path.join(tmp, "tokenizer_config.json")
             with open(tc_path, encoding="utf-8") as f:
@@ -142,17 +124,11 @@ def build_one(name, out_root):
             with open(tc_path, "w", encoding="utf-8") as f:
                 json.dump(tc, f, indent=2)
                 f.write("\n")
-        with open(os.path.join(tmp, STAMP_FILE), "w", encoding="utf-8") as f:
-            f.write(stamp + "\n")
-        os.chmod(tmp, 0o755)
-        if os.path.exists(d):
-            shutil.rmtree(d)
-        os.rename(tmp, d)
-        tmp = None
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"build_family_models: built {d}: {len(tensors)} tensors")
+
+    tensors = install_checkpoint(out_root, name, stamp_for(name, cfg), cfg, lambda: build_tensors(name, cfg),
+                                 TOKENIZER_DIR, TOKENIZER_FILES, "build_family_models", edit)
+    if tensors is not None:
+        print(f"build_family_models: built {os.path.join(out_root, name)}: {len(tensors)} tensors")
 
 
 def main():

@@ -204,16 +204,18 @@ def stamp_for(name, cfg, tok_dir):
             f"spec_sha256={sha256_bytes(spec.encode())} tokenizer_sha256={tok.hexdigest()}")
 
 
-def build_one(name, out_root, tok_dir):
-    cfg = config_for(name)
-    stamp = stamp_for(name, cfg, tok_dir)
+def install_checkpoint(out_root, name, stamp, cfg, make_tensors, tok_dir, tok_files, tool, edit=None):
+    """Builds OUT_ROOT/NAME unless its stamp says it is up to date: model.safetensors from
+    make_tensors(), config.json, the tokenizer files copied from tok_dir (then edit(tmp_dir), if
+    given) and the stamp, in a temporary sibling renamed into place. A non-empty folder without a
+    stamp is never overwritten. Returns the tensors, or None when the folder was up to date."""
     d = os.path.join(out_root, name)
     sp = os.path.join(d, STAMP_FILE)
     if os.path.isfile(sp):
         with open(sp, encoding="utf-8") as f:
             if f.read().strip() == stamp:
-                print(f"build_shape_models: {d} is up to date")
-                return
+                print(f"{tool}: {d} is up to date")
+                return None
     if os.path.exists(d):
         if not os.path.isdir(d):
             raise SystemExit(f"error: {d} exists and is not a directory")
@@ -224,13 +226,15 @@ def build_one(name, out_root, tok_dir):
     tmp = tempfile.mkdtemp(prefix=f".{name}.tmp.", dir=out_root)
     old = None
     try:
-        tensors = build_tensors(name, cfg)
+        tensors = make_tensors()
         write_safetensors(os.path.join(tmp, "model.safetensors"), tensors, {"format": "pt"})
         with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
             json.dump(cfg, f, indent=2, sort_keys=True)
             f.write("\n")
-        for fname in TOKENIZER_FILES:
+        for fname in tok_files:
             shutil.copyfile(os.path.join(tok_dir, fname), os.path.join(tmp, fname))
+        if edit:
+            edit(tmp)
         with open(os.path.join(tmp, STAMP_FILE), "w", encoding="utf-8") as f:
             f.write(stamp + "\n")
         os.chmod(tmp, 0o755)
@@ -244,6 +248,16 @@ def build_one(name, out_root, tok_dir):
             shutil.rmtree(tmp, ignore_errors=True)
         if old:
             shutil.rmtree(old, ignore_errors=True)
+    return tensors
+
+
+def build_one(name, out_root, tok_dir):
+    cfg = config_for(name)
+    tensors = install_checkpoint(out_root, name, stamp_for(name, cfg, tok_dir), cfg,
+                                 lambda: build_tensors(name, cfg), tok_dir, TOKENIZER_FILES, "build_shape_models")
+    if tensors is None:
+        return
+    d = os.path.join(out_root, name)
     with open(os.path.join(d, "model.safetensors"), "rb") as f:
         digest = sha256_bytes(f.read())
     n_params = sum(int(np.prod(t[2])) for t in tensors)
