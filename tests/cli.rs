@@ -242,21 +242,24 @@ fn a_closed_stdout_is_an_error_not_lost_scores() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("stdout: closed"), "{err}");
-    // /dev/null on purpose is fine.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo '{{\"query\":\"q\",\"document\":\"d\"}}' | '{}' score --model '{}' --device cpu > /dev/null",
-            env!("CARGO_BIN_EXE_xenc"),
-            model()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // /dev/null on purpose is fine: write-only (a shell's `>`) or read-write (`1<>`, as Python's
+    // subprocess.DEVNULL opens it).
+    for redirect in ["> /dev/null", "1<> /dev/null"] {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo '{{\"query\":\"q\",\"document\":\"d\"}}' | '{}' score --model '{}' --device cpu {redirect}",
+                env!("CARGO_BIN_EXE_xenc"),
+                model()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{redirect}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

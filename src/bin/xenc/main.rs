@@ -214,9 +214,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether xenc was started with stdout closed (`xenc score ... >&-`). Rust's runtime reopens a closed
-/// fd 1 on /dev/null before `main` (read-write, where a shell's `> /dev/null` opens it write-only), so
-/// the scores would vanish with exit status 0; that read-write /dev/null is what is looked for.
+/// Whether fd 1 was closed when the process started, recorded by an ELF constructor: Rust's runtime
+/// reopens a closed fd 1 on /dev/null in `main`'s prologue, after the constructors have run, so from
+/// `main` on a closed stdout looks like `> /dev/null`.
+#[cfg(target_os = "linux")]
+static STDOUT_CLOSED_AT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static RECORD_STDOUT_AT_START: extern "C" fn() = {
+    extern "C" fn record() {
+        // SAFETY: fcntl(F_GETFD) only asks whether the descriptor is open.
+        if unsafe { libc::fcntl(1, libc::F_GETFD) } == -1 {
+            STDOUT_CLOSED_AT_START.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    record
+};
+
+/// Whether xenc was started with stdout closed (`xenc score ... >&-`): the scores would vanish with
+/// exit status 0. A /dev/null opened on purpose, write-only (`> /dev/null`) or read-write (`1<>
+/// /dev/null`, Python's `subprocess.DEVNULL`), is not closed.
+#[cfg(target_os = "linux")]
+fn stdout_was_closed() -> bool {
+    STDOUT_CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Elsewhere, without the constructor: the read-write /dev/null Rust's runtime reopens a closed fd 1
+/// on (a shell's `> /dev/null` opens it write-only; a read-write one opened on purpose is taken for
+/// closed here).
+#[cfg(not(target_os = "linux"))]
 fn stdout_was_closed() -> bool {
     // SAFETY: fstat fills a plain struct for an open descriptor; fcntl(F_GETFL) only reads its flags.
     unsafe {
