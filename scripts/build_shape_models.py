@@ -23,6 +23,12 @@ Shapes (vocab 30522, type_vocab 2, hidden_act gelu, absolute positions):
                   max_position_embeddings 128, layer_norm_eps 1e-7, and
                   sbert_ce_default_activation_function = Identity (raw logits)
 
+and a head with several labels (LABEL_SHAPES; goldens by scripts/make_label_goldens.py into
+tests/golden/labels/):
+
+  l2-h128-3labels l2-h128-hd64's encoder with a 3-label head (classifier.weight [3, H]),
+                  id2label contradiction / entailment / neutral, as NLI cross-encoders
+
 Weights are deterministic and exactly reproducible: no random generator and
 no transcendental function (numpy's SIMD sin/exp may differ by an ulp between
 CPUs and versions).  Each tensor gets a seed from sha256("<shape>/<tensor>");
@@ -65,6 +71,15 @@ SHAPES = {
                           sbert_ce_default_activation_function="torch.nn.modules.linear.Identity"),
 }
 
+# Heads with several labels: name -> config fields, as SHAPES.
+NLI_LABELS = ["contradiction", "entailment", "neutral"]
+LABEL_SHAPES = {
+    "l2-h128-3labels": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2,
+                            intermediate_size=512, max_position_embeddings=512,
+                            id2label={str(i): n for i, n in enumerate(NLI_LABELS)},
+                            label2id={n: i for i, n in enumerate(NLI_LABELS)}),
+}
+
 # Embeddings: standard deviation.  "ln_weight": spread around 1.  Biases: standard deviation.
 # Matrices ("gain"): standard deviation gain / sqrt(fan_in), so that every shape sees activations of
 # about the same size (a fixed std would make attention nearly uniform in narrow models).
@@ -103,7 +118,7 @@ def config_for(name):
         "type_vocab_size": 2,
         "vocab_size": VOCAB_SIZE,
     }
-    cfg.update(SHAPES[name])
+    cfg.update(SHAPES[name] if name in SHAPES else LABEL_SHAPES[name])
     assert cfg["hidden_size"] % cfg["num_attention_heads"] == 0, name
     return cfg
 
@@ -163,6 +178,7 @@ def layer_spec(p, H, I):
 
 def build_tensors(name, cfg):
     H, I, P, T = cfg["hidden_size"], cfg["intermediate_size"], cfg["max_position_embeddings"], cfg["type_vocab_size"]
+    L = len(cfg["id2label"])
     S = SCALES
 
     def g(kind, fan_in):
@@ -180,8 +196,8 @@ def build_tensors(name, cfg):
     spec += [
         ("bert.pooler.dense.weight", (H, H), g("pooler", H), 0.0),
         ("bert.pooler.dense.bias", (H,), S["dense_bias"], 0.0),
-        ("classifier.weight", (1, H), g("classifier", H), 0.0),
-        ("classifier.bias", (1,), S["classifier_bias"], 0.0),
+        ("classifier.weight", (L, H), g("classifier", H), 0.0),
+        ("classifier.bias", (L,), S["classifier_bias"], 0.0),
     ]
     out = []
     for tname, shape, std, mean in spec:
@@ -268,7 +284,7 @@ def build_one(name, out_root, tok_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("outroot", help="parent folder; each shape goes to OUTROOT/NAME")
-    ap.add_argument("--only", choices=sorted(SHAPES), action="append",
+    ap.add_argument("--only", choices=sorted(SHAPES) + sorted(LABEL_SHAPES), action="append",
                     help="build only this shape (repeatable)")
     cache = os.environ.get("XENC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "xenc")
     ap.add_argument("--tokenizer-from", default=os.path.join(cache, "test-model", "f32"),
@@ -285,7 +301,7 @@ def main():
     if n_vocab != VOCAB_SIZE:
         raise SystemExit(f"error: {tok_dir}/vocab.txt has {n_vocab} entries, expected {VOCAB_SIZE}")
 
-    for name in args.only or list(SHAPES):
+    for name in args.only or list(SHAPES) + list(LABEL_SHAPES):
         build_one(name, args.outroot.rstrip("/") or "/", tok_dir)
 
 

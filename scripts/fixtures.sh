@@ -34,7 +34,8 @@ fi
 for dtype in f32 f16 bf16; do
     PYTHON=$FIXTURE_VENV/bin/python XENC_CACHE=$CACHE scripts/fetch-test-model.sh "$MODELS/$dtype" "$dtype" >&2
 done
-# Synthetic checkpoints of other BERT shapes (head_dim 64, TinyBERT's 312/26, 128 positions), numpy only.
+# Synthetic checkpoints of other BERT shapes (head_dim 64, TinyBERT's 312/26, 128 positions, a 3-label
+# head), numpy only.
 "$FIXTURE_VENV/bin/python" scripts/build_shape_models.py "$MODELS/shapes" --tokenizer-from "$MODELS/f32" >&2
 # RoBERTa / XLM-RoBERTa checkpoints with the committed Unigram tokenizer (tests/fixtures/), numpy only.
 "$FIXTURE_VENV/bin/python" scripts/build_family_models.py "$MODELS/families" >&2

@@ -14,7 +14,8 @@
 # 4. builds the synthetic checkpoints of other shapes with
 #    scripts/build_shape_models.py (into $XENC_CACHE/test-model/shapes/NAME unless
 #    XENC_SHAPE_MODELS is set) and runs scripts/make_shape_goldens.py, writing
-#    into tests/golden/shapes/.  XENC_GOLDEN_SHAPES=0 skips this step;
+#    into tests/golden/shapes/, and scripts/make_label_goldens.py (the 3-label head) into
+#    tests/golden/labels/.  XENC_GOLDEN_SHAPES=0 skips this step;
 # 5. builds the RoBERTa / XLM-R checkpoints (scripts/build_family_models.py, into
 #    $XENC_CACHE/test-model/families unless XENC_FAMILY_MODELS is set) and runs
 #    scripts/make_family_goldens.py into tests/golden/families/.  XENC_GOLDEN_FAMILIES=0 skips it.
@@ -78,4 +79,7 @@ if [[ "${XENC_GOLDEN_SHAPES:-1}" != 0 ]]; then
     "$VPY" scripts/build_shape_models.py "$SHAPE_MODELS" --tokenizer-from "$MODEL" >&2
     "$VPY" scripts/make_shape_goldens.py --models "$SHAPE_MODELS" --pairs tests/golden/pairs.jsonl \
         --out tests/golden/shapes/
+    # Heads with several labels (build_shape_models.py's LABEL_SHAPES, built just above).
+    "$VPY" scripts/make_label_goldens.py --models "$SHAPE_MODELS" --pairs tests/golden/pairs.jsonl \
+        --out tests/golden/labels/
 fi

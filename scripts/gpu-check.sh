@@ -96,9 +96,11 @@ prepare() {
         echo "$rev $(git log -1 --format=%s "$rev")" >"$stage/BASELINE"
         git worktree remove --force "$tree"
     fi
-    cp -r "$model_dir" "$stage/test-model/f16"
-    rm -f "$stage/test-model/f16/vocab.txt"   # tokenizer.json is what xenc reads
+    cp -r "$model_dir" "$stage/test-model/f16"   # with vocab.txt: `run` builds the 3-label shape from it
     cp tests/golden/pairs.jsonl tests/golden/goldens.jsonl tests/golden/meta.json "$stage/golden/"
+    # The unverified shapes' goldens; their checkpoints (random weights, ~50 MB, incompressible) are built
+    # on the GPU machine by `run` from the tree's numpy scripts instead of travelling.
+    cp -r tests/golden/families tests/golden/labels "$stage/golden/"
     {
         echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -srm)"
         echo "rustc: $(rustc --version)"
@@ -266,6 +268,12 @@ run_checks() {
     }
 
     step "nvidia-smi" 20 nvidia-smi --query-gpu=name,driver_version --format=csv
+    # Checkpoints no GPU has verified yet (RoBERTa / XLM-R, a 3-label head), built here with numpy in ~2 s;
+    # unverified_families_and_label_heads_match_float64_goldens checks them against their goldens.
+    step "build the RoBERTa / XLM-R and 3-label checkpoints (numpy)" 60 bash -c \
+        'python3 scripts/build_family_models.py "$0/families" &&
+         python3 scripts/build_shape_models.py "$0/shapes" --tokenizer-from "$0/f16" --only l2-h128-3labels' \
+        "$work/test-model"
     # The GPU tests are #[ignore]d so that a machine without a GPU reports them as not run; here they run,
     # all but throughput_of_the_backend (a measurement, run below when the CLI cannot reach CUDA).
     local tests=("$work/bin/gpu-tests" --include-ignored --test-threads=1 --nocapture)
@@ -292,6 +300,10 @@ run_checks() {
                 step "this tree again (after the baseline, for drift)" 60 "$work/bin/xenc" bench --model "$model" \
                     --device cuda --generate 2000 --repeats 3 --rerank-runs 20
             fi
+            # The XLM-R shape with head_dim 64 (opted in: not yet a default), and the 8k-token one.
+            step "throughput: XLM-R h384 head_dim 64 (unverified), xenc bench --device cuda" 60 \
+                "$work/bin/xenc" bench --model "$work/test-model/families/xlmr-l2-h384-hd64" --device cuda \
+                --cuda-unverified --generate 2000 --repeats 3 --rerank-runs 20
             step "where the time goes: xenc bench --device cuda --profile" 60 "$work/bin/xenc" bench --model "$model" \
                 --device cuda --generate 2000 --repeats 3 --rerank-runs 20 --profile
             for c in "${CANDIDATES[@]}" "$ALL_CANDIDATES|all of them together"; do

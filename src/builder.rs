@@ -36,6 +36,7 @@ pub struct CrossEncoderBuilder {
     device: Device,
     max_length: Option<usize>,
     activation: Option<Activation>,
+    label: Option<String>,
     token_budget: Option<usize>,
     threads: Option<usize>,
     profile: bool,
@@ -50,6 +51,7 @@ impl CrossEncoderBuilder {
             device: Device::Auto,
             max_length: None,
             activation: None,
+            label: None,
             token_budget: None,
             threads: None,
             profile: false,
@@ -74,6 +76,14 @@ impl CrossEncoderBuilder {
     /// Overrides the checkpoint's default activation.
     pub fn activation(mut self, a: Activation) -> Self {
         self.activation = Some(a);
+        self
+    }
+
+    /// The label whose score [`CrossEncoder::rerank`](crate::CrossEncoder::rerank) ranks by, for a
+    /// model with several labels: its name in config.json's `id2label`, or its index ("1"). A one-label
+    /// model ranks by its only label; a model with several refuses to rerank without this.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
         self
     }
 
@@ -112,8 +122,9 @@ impl CrossEncoderBuilder {
         self
     }
 
-    /// Loads the checkpoint: the engine and the activation its scores get ([`Self::build`] wraps them).
-    pub(crate) fn load(self) -> Result<(Engine, Activation)> {
+    /// Loads the checkpoint: the engine, the activation its scores get, and the label a ranking sorts
+    /// by (None: a model with several labels and no [`Self::label`]) ([`Self::build`] wraps them).
+    pub(crate) fn load(self) -> Result<(Engine, Activation, Option<usize>)> {
         let dir = &self.dir;
         if dir.exists() && !dir.is_dir() {
             return Err(Error::NotADirectory {
@@ -171,6 +182,17 @@ impl CrossEncoderBuilder {
                     "{field} is {value}; xenc applies Identity or Sigmoid: choose one explicitly"
                 )))
             }
+        };
+        if activation == Activation::Softmax && config.num_labels == 1 {
+            return Err(Error::Option(
+                "softmax across a one-label model's labels is always 1; choose sigmoid or raw"
+                    .into(),
+            ));
+        }
+        let label = match (&self.label, config.num_labels) {
+            (Some(l), _) => Some(config.label_index(l)?),
+            (None, 1) => Some(0),
+            (None, _) => None,
         };
         let max_length = match self.max_length {
             Some(n) => n,
@@ -256,7 +278,7 @@ impl CrossEncoderBuilder {
         };
         let engine = Engine::new(config, tokenizer, backend, token_budget);
         engine.set_profiling(self.profile);
-        Ok((engine, activation))
+        Ok((engine, activation, label))
     }
 }
 

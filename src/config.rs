@@ -10,27 +10,71 @@ use crate::family::Family;
 
 /// What a score means by default, as sentence-transformers' CrossEncoder decides it: the checkpoint's
 /// `sentence_transformers.activation_fn` (or the older `sbert_ce_default_activation_function`), else
-/// sigmoid for a one-label model. [`crate::CrossEncoderBuilder::activation`] overrides it.
+/// sigmoid for a one-label model and the raw logits for a model with several labels.
+/// [`crate::CrossEncoderBuilder::activation`] overrides it.
+///
+/// An activation applies to one pair's logits, one per label ([`Activation::apply_row`]): `Raw` and
+/// `Sigmoid` to each logit, `Softmax` across the labels (sentence-transformers' `apply_softmax`).
 ///
 /// ```
 /// use xenc::Activation;
 /// assert_eq!(Activation::Raw.apply(2.0), 2.0);
 /// assert!((Activation::Sigmoid.apply(0.0) - 0.5).abs() < 1e-7);
+/// let mut row = [1.0f32, 1.0];
+/// Activation::Softmax.apply_row(&mut row);
+/// assert_eq!(row, [0.5, 0.5]);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
-    /// The classifier's logit as is.
+    /// The classifier's logits as they are.
     Raw,
-    /// `1 / (1 + exp(-logit))`.
+    /// `1 / (1 + exp(-logit))`, each label on its own.
     Sigmoid,
+    /// `exp(logit) / Σ exp(logits of the pair)` across a pair's labels (a model with several labels).
+    Softmax,
 }
 
 impl Activation {
+    /// The activated score of a one-label model's logit (`Softmax` of a single logit is 1).
     #[inline]
     pub fn apply(self, logit: f32) -> f32 {
+        let mut row = [logit];
+        self.apply_row(&mut row);
+        row[0]
+    }
+
+    /// Activates one pair's logits (one per label) in place.
+    pub fn apply_row(self, row: &mut [f32]) {
         match self {
-            Activation::Raw => logit,
-            Activation::Sigmoid => 1.0 / (1.0 + (-logit).exp()),
+            Activation::Raw => {}
+            Activation::Sigmoid => row.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
+            Activation::Softmax => {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for x in row.iter_mut() {
+                    *x = (*x - max).exp();
+                    sum += *x;
+                }
+                row.iter_mut().for_each(|x| *x /= sum);
+            }
+        }
+    }
+
+    /// Activates `logits`, `labels` per pair (row-major), in place.
+    pub fn apply_rows(self, logits: &mut [f32], labels: usize) {
+        if self != Activation::Raw {
+            logits
+                .chunks_exact_mut(labels)
+                .for_each(|r| self.apply_row(r));
+        }
+    }
+
+    /// The name the CLI, the server and the Python package use: "raw", "sigmoid", "softmax".
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Raw => "raw",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Softmax => "softmax",
         }
     }
 }
@@ -54,6 +98,8 @@ pub struct ModelConfig {
     pub type_vocab_size: usize,
     pub layer_norm_eps: f32,
     pub num_labels: usize,
+    /// Each label's name, by label index: config.json's `id2label`, else transformers' `LABEL_i`.
+    pub labels: Vec<String>,
     pub activation: ConfiguredActivation,
     /// The checkpoint family (`model_type`): tensor names, position numbering, token types.
     pub family: Family,
@@ -71,6 +117,39 @@ impl ModelConfig {
     /// `max_position_embeddings - position_offset` (512 for MiniLM; 512 for XLM-R's 514 positions).
     pub fn positions(&self) -> usize {
         self.max_position_embeddings - self.position_offset
+    }
+
+    /// The index of a label given by its name in `id2label` or by its index ("2").
+    ///
+    /// ```
+    /// let c = xenc::ModelConfig::from_json_str(r#"{"model_type":"bert","hidden_size":8,
+    ///     "num_attention_heads":2,"num_hidden_layers":1,"intermediate_size":8,
+    ///     "max_position_embeddings":8,"vocab_size":8,"id2label":{"0":"no","1":"yes"}}"#)?;
+    /// assert_eq!((c.label_index("yes")?, c.label_index("0")?), (1, 0));
+    /// assert!(c.label_index("maybe").is_err());
+    /// # Ok::<(), xenc::Error>(())
+    /// ```
+    pub fn label_index(&self, label: &str) -> Result<usize> {
+        let mut named = self.labels.iter().enumerate().filter(|(_, n)| *n == label);
+        match (named.next(), named.next(), label.parse::<usize>()) {
+            (Some((i, _)), None, _) => Ok(i),
+            (Some(_), Some(_), _) => Err(Error::Option(format!(
+                "label {label:?} names more than one of the model's labels; give its index"
+            ))),
+            (None, _, Ok(i)) if i < self.num_labels => Ok(i),
+            _ => Err(Error::Option(format!(
+                "label {label:?} is not one of the model's labels: {}",
+                self.labels_listed()
+            ))),
+        }
+    }
+
+    /// The labels as "0 contradiction, 1 entailment, 2 neutral", for messages.
+    pub fn labels_listed(&self) -> String {
+        let listed: Vec<String> = (self.labels.iter().enumerate())
+            .map(|(i, n)| format!("{i} {n}"))
+            .collect();
+        listed.join(", ")
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -139,6 +218,8 @@ impl ModelConfig {
                 },
             },
         };
+        let labels = labels(obj)?;
+        let num_labels = labels.len();
         let hidden_size = size("hidden_size", None)?;
         let num_attention_heads = size("num_attention_heads", None)?;
         let cfg = ModelConfig {
@@ -160,8 +241,9 @@ impl ModelConfig {
                     }
                 },
             },
-            num_labels: num_labels(obj)?,
-            activation: configured_activation(obj),
+            num_labels: labels.len(),
+            labels,
+            activation: configured_activation(obj, num_labels),
             family,
             position_offset,
         };
@@ -175,12 +257,6 @@ impl ModelConfig {
         if hidden_size % num_attention_heads != 0 {
             return Err(Error::config(format!(
                 "hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}"
-            )));
-        }
-        if cfg.num_labels != 1 {
-            return Err(Error::config(format!(
-                "the model has {} labels; xenc scores single-label cross-encoders (num_labels 1)",
-                cfg.num_labels
             )));
         }
         cfg.parameter_count()?;
@@ -309,31 +385,70 @@ impl ModelConfig {
     }
 }
 
-fn num_labels(obj: &serde_json::Map<String, Value>) -> Result<usize> {
-    if let Some(x) = obj.get("num_labels") {
-        return x
-            .as_u64()
-            .filter(|&n| n > 0)
-            .map(|n| n as usize)
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "field `num_labels` is {x}, expected a positive integer"
-                ))
-            });
-    }
-    match obj.get("id2label") {
-        Some(Value::Object(m)) if !m.is_empty() => Ok(m.len()),
-        Some(x) => Err(Error::config(format!(
-            "field `id2label` is {x}, expected a non-empty object"
+/// The labels' names by index: `id2label` (keys "0".."n-1"), checked against `num_labels` where both
+/// are given; `num_labels` alone names them `LABEL_i`, as transformers does; neither: transformers'
+/// PretrainedConfig default of 2 labels.
+fn labels(obj: &serde_json::Map<String, Value>) -> Result<Vec<String>> {
+    const MAX_LABELS: u64 = 1 << 16;
+    let count = match obj.get("num_labels") {
+        None => None,
+        Some(x) => Some(
+            x.as_u64()
+                .filter(|&n| n > 0 && n <= MAX_LABELS)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    Error::config(format!(
+                        "field `num_labels` is {x}, expected a positive integer up to {MAX_LABELS}"
+                    ))
+                })?,
+        ),
+    };
+    let names = match obj.get("id2label") {
+        None => None,
+        Some(Value::Object(m)) if !m.is_empty() && m.len() as u64 <= MAX_LABELS => {
+            let mut names = vec![None; m.len()];
+            for (k, v) in m {
+                let slot = k.parse::<usize>().ok().and_then(|i| names.get_mut(i));
+                let (Some(slot), Some(name)) = (slot, v.as_str()) else {
+                    return Err(Error::config(format!(
+                        "field `id2label` has the entry {k:?}: {v}; expected label indices 0..{} \
+                         mapped to names",
+                        m.len()
+                    )));
+                };
+                *slot = Some(name.to_owned());
+            }
+            Some(
+                names
+                    .into_iter()
+                    .map(|n| n.expect("each index seen once"))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        Some(x) => {
+            return Err(Error::config(format!(
+                "field `id2label` is {x}, expected a non-empty object of up to {MAX_LABELS} labels"
+            )))
+        }
+    };
+    match (count, names) {
+        (Some(n), Some(names)) if n != names.len() => Err(Error::config(format!(
+            "field `num_labels` is {n} but `id2label` names {} label{}",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" }
         ))),
-        // transformers' PretrainedConfig default.
-        None => Ok(2),
+        (_, Some(names)) => Ok(names),
+        (n, None) => Ok((0..n.unwrap_or(2)).map(|i| format!("LABEL_{i}")).collect()),
     }
 }
 
 /// sentence-transformers' rule: `sentence_transformers.activation_fn` (v4+), else
-/// `sbert_ce_default_activation_function` (older), else sigmoid for a single label.
-fn configured_activation(obj: &serde_json::Map<String, Value>) -> ConfiguredActivation {
+/// `sbert_ce_default_activation_function` (older), else sigmoid for a single label and the raw logits
+/// (`Identity`) for several.
+fn configured_activation(
+    obj: &serde_json::Map<String, Value>,
+    num_labels: usize,
+) -> ConfiguredActivation {
     let found = obj
         .get("sentence_transformers")
         .and_then(|st| st.get("activation_fn"))
@@ -343,7 +458,10 @@ fn configured_activation(obj: &serde_json::Map<String, Value>) -> ConfiguredActi
                 .map(|v| ("sbert_ce_default_activation_function", v))
         });
     match found {
-        None | Some((_, Value::Null)) => ConfiguredActivation::Known(Activation::Sigmoid),
+        None | Some((_, Value::Null)) if num_labels == 1 => {
+            ConfiguredActivation::Known(Activation::Sigmoid)
+        }
+        None | Some((_, Value::Null)) => ConfiguredActivation::Known(Activation::Raw),
         Some((field, v)) => {
             let name = v.as_str().unwrap_or("");
             let last = name.rsplit('.').next().unwrap_or("");
@@ -415,6 +533,52 @@ mod tests {
     }
 
     #[test]
+    fn labels_come_from_id2label_or_num_labels_and_several_default_to_raw_logits() {
+        let nli = r#"{"0":"contradiction","2":"neutral","1":"entailment"}"#;
+        let c = ModelConfig::from_json_str(&with("id2label", nli)).unwrap();
+        assert_eq!(c.num_labels, 3);
+        assert_eq!(c.labels, ["contradiction", "entailment", "neutral"]);
+        assert_eq!(c.activation, ConfiguredActivation::Known(Activation::Raw));
+        let mut v: Value = serde_json::from_str(MINILM).unwrap();
+        v.as_object_mut().unwrap().remove("id2label");
+        let c = ModelConfig::from_json_str(&v.to_string()).unwrap();
+        assert_eq!(c.labels, ["LABEL_0", "LABEL_1"]); // transformers' default: 2 labels
+        v["num_labels"] = 1.into();
+        let c = ModelConfig::from_json_str(&v.to_string()).unwrap();
+        assert_eq!(c.labels, ["LABEL_0"]);
+        assert_eq!(
+            c.activation,
+            ConfiguredActivation::Known(Activation::Sigmoid)
+        );
+        v["num_labels"] = 3.into();
+        v["sentence_transformers"] =
+            serde_json::json!({"activation_fn": "torch.nn.modules.activation.Sigmoid"});
+        let c = ModelConfig::from_json_str(&v.to_string()).unwrap();
+        assert_eq!(c.num_labels, 3);
+        assert_eq!(
+            c.activation,
+            ConfiguredActivation::Known(Activation::Sigmoid)
+        );
+    }
+
+    #[test]
+    fn activations_apply_to_a_pairs_labels() {
+        let mut rows = [0.0f32, 1.0, 2.0, -1000.0, 0.0, 1000.0];
+        Activation::Softmax.apply_rows(&mut rows, 3);
+        let e = [1.0f64, 1f64.exp(), 2f64.exp()];
+        let sum: f64 = e.iter().sum();
+        for (got, want) in rows[..3].iter().zip(e.iter().map(|x| x / sum)) {
+            assert!((*got as f64 - want).abs() < 1e-7, "{got} vs {want}");
+        }
+        assert_eq!(&rows[3..], [0.0, 0.0, 1.0]); // no overflow for large logits
+        let mut rows = [0.0f32, 2.0];
+        Activation::Sigmoid.apply_rows(&mut rows, 2);
+        assert_eq!(rows[0], 0.5);
+        assert_eq!(Activation::Softmax.apply(-3.0), 1.0);
+        assert_eq!(Activation::Raw.name(), "raw");
+    }
+
+    #[test]
     fn minilm_parses_with_sigmoid_default() {
         let c = ModelConfig::from_json_str(MINILM).unwrap();
         assert_eq!(
@@ -467,7 +631,15 @@ mod tests {
                 "7",
                 "not a multiple of num_attention_heads 7",
             ),
-            ("num_labels", "3", "3 labels"),
+            ("num_labels", "0", "`num_labels` is 0"),
+            (
+                "num_labels",
+                "3",
+                "`num_labels` is 3 but `id2label` names 1 label",
+            ),
+            ("id2label", r#"{"1":"a"}"#, "entry \"1\""),
+            ("id2label", r#"{"0":7}"#, "entry \"0\": 7"),
+            ("id2label", "{}", "`id2label` is {}"),
             (
                 "position_embedding_type",
                 r#""relative_key""#,

@@ -32,6 +32,9 @@ pub struct Ranked {
 pub struct CrossEncoder {
     engine: Engine,
     activation: Activation,
+    /// The label `rerank` ranks by: 0 for a one-label model; the builder's choice, else None, for one
+    /// with several.
+    label: Option<usize>,
 }
 
 impl CrossEncoder {
@@ -53,6 +56,18 @@ impl CrossEncoder {
     /// The activation `score` and `rerank` apply.
     pub fn activation(&self) -> Activation {
         self.activation
+    }
+
+    /// Logits (and scores) per pair: the classifier's labels, 1 for a reranker. `score` and `logits`
+    /// return that many a pair, pair after pair; their names are `config().labels`.
+    pub fn num_labels(&self) -> usize {
+        self.engine.num_labels()
+    }
+
+    /// The label `rerank` ranks by: 0 for a one-label model; for one with several, the builder's
+    /// [`CrossEncoderBuilder::label`], else None (and `rerank` refuses).
+    pub fn label(&self) -> Option<usize> {
+        self.label
     }
 
     /// Tokens per pair after truncation.
@@ -92,18 +107,19 @@ impl CrossEncoder {
         self.engine.take_profile()
     }
 
-    /// Scores each pair, in input order, with the model's activation.
+    /// Scores each pair, in input order, with the model's activation: one score per pair for a
+    /// reranker; for a model with several labels, [`Self::num_labels`] a pair, pair after pair.
     pub fn score<Q, D>(&self, pairs: &[(Q, D)]) -> Result<Vec<f32>>
     where
         Q: AsRef<str> + Sync,
         D: AsRef<str> + Sync,
     {
         let mut s = self.logits(pairs)?;
-        s.iter_mut().for_each(|x| *x = self.activation.apply(*x));
+        self.activation.apply_rows(&mut s, self.num_labels());
         Ok(s)
     }
 
-    /// Raw logits of each pair, in input order.
+    /// Raw logits of each pair, in input order ([`Self::num_labels`] a pair, pair after pair).
     pub fn logits<Q, D>(&self, pairs: &[(Q, D)]) -> Result<Vec<f32>>
     where
         Q: AsRef<str> + Sync,
@@ -127,10 +143,13 @@ impl CrossEncoder {
 
     /// Scores `documents` against one `query` (tokenised once) and returns the best `top_k`, best
     /// first; ties keep input order. Errors about one document name it (`Error::Item`, "document").
+    /// A model with several labels ranks by [`Self::label`], and without one refuses
+    /// ([`Error::Option`]) before any work.
     pub fn rerank<D>(&self, query: &str, documents: &[D], top_k: usize) -> Result<Vec<Ranked>>
     where
         D: AsRef<str> + Sync,
     {
+        self.ranking_label()?;
         let encoded = self.engine.encode_documents(query, documents)?;
         // Pair i is document i.
         let logits = self.engine.logits_encoded(&encoded).map_err(|e| match e {
@@ -141,19 +160,43 @@ impl CrossEncoder {
             },
             other => other,
         })?;
-        Ok(rank(logits, self.activation, top_k))
+        self.rank_logits(logits, self.activation, top_k)
+    }
+
+    /// The label a ranking sorts by, or the error ([`Error::Option`]) that says how to choose one.
+    pub fn ranking_label(&self) -> Result<usize> {
+        self.label.ok_or_else(|| {
+            Error::Option(format!(
+                "the model has {} labels ({}); ranking needs one score per document: choose the \
+                 label to rank by (the `label` option: CrossEncoderBuilder::label, --label, label=)",
+                self.num_labels(),
+                self.config().labels_listed()
+            ))
+        })
+    }
+
+    /// Logits of documents (from [`Self::logits_encoded`] of [`Self::encode_documents`]) to the best
+    /// `top_k` (index, score), best first, ties in input order: each document's logits activated with
+    /// `activation` (softmax across its labels, or each label alone), its score the one of
+    /// [`Self::label`]. Refuses a model with several labels and no label chosen.
+    pub fn rank_logits(
+        &self,
+        mut logits: Vec<f32>,
+        activation: Activation,
+        top_k: usize,
+    ) -> Result<Vec<Ranked>> {
+        let (labels, label) = (self.num_labels(), self.ranking_label()?);
+        activation.apply_rows(&mut logits, labels);
+        let scores = logits.chunks_exact(labels).map(|row| row[label]);
+        Ok(rank(scores, top_k))
     }
 }
 
-/// Logits to the best `top_k` (index, activated score), best first; ties keep input order.
-pub fn rank(logits: Vec<f32>, activation: Activation, top_k: usize) -> Vec<Ranked> {
-    let mut ranked: Vec<Ranked> = logits
-        .into_iter()
+/// Documents' scores to the best `top_k` (index, score), best first; ties keep input order.
+fn rank(scores: impl Iterator<Item = f32>, top_k: usize) -> Vec<Ranked> {
+    let mut ranked: Vec<Ranked> = scores
         .enumerate()
-        .map(|(index, l)| Ranked {
-            index,
-            score: activation.apply(l),
-        })
+        .map(|(index, score)| Ranked { index, score })
         .collect();
     ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
     ranked.truncate(top_k);
@@ -163,7 +206,11 @@ pub fn rank(logits: Vec<f32>, activation: Activation, top_k: usize) -> Vec<Ranke
 impl CrossEncoderBuilder {
     /// Loads the checkpoint (see [`CrossEncoder::builder`]).
     pub fn build(self) -> Result<CrossEncoder> {
-        let (engine, activation) = self.load()?;
-        Ok(CrossEncoder { engine, activation })
+        let (engine, activation, label) = self.load()?;
+        Ok(CrossEncoder {
+            engine,
+            activation,
+            label,
+        })
     }
 }

@@ -1,5 +1,5 @@
 //! The engine: what every caller of the model shares. It takes pairs (as text, or already encoded) and
-//! returns one logit per pair **by index**, whatever order it ran them in: it tokenises (on the GPU,
+//! returns each pair's logits (one per label: [`Engine::num_labels`]) **by index**, whatever order it ran them in: it tokenises (on the GPU,
 //! chunk by chunk, overlapped with the model), plans length-sorted batches under the token budget
 //! ([`crate::batch`]), checks every pair as its batch is built, runs the backend and puts each logit back
 //! where its pair came from. [`CrossEncoder`](crate::CrossEncoder), the HTTP server's batcher and the
@@ -13,8 +13,8 @@
 //! let model = CrossEncoder::builder("models/ms-marco-MiniLM-L-6-v2").device(Device::Cpu).build()?;
 //! let engine = model.engine();
 //! let pairs = engine.tokenizer().encode_pairs(&[("what is rust", "A language."), ("q", "d")])?;
-//! let logits = engine.logits_encoded(&pairs)?; // logits[i] belongs to pairs[i]
-//! assert_eq!(logits.len(), 2);
+//! let logits = engine.logits_encoded(&pairs)?; // logits[i] belongs to pairs[i] (one label)
+//! assert_eq!(logits.len(), 2 * engine.num_labels());
 //! # Ok::<(), xenc::Error>(())
 //! ```
 
@@ -157,6 +157,12 @@ impl Engine {
         self.tokenizer.max_length()
     }
 
+    /// Logits per pair: the classifier's labels (1 for a reranker). Every `logits*` call returns
+    /// `num_labels` logits per pair, pair after pair: pair i's are `[i * num_labels..(i + 1) * num_labels]`.
+    pub fn num_labels(&self) -> usize {
+        self.config.num_labels
+    }
+
     /// Most tokens in one batch.
     pub fn token_budget(&self) -> usize {
         self.token_budget
@@ -198,7 +204,7 @@ impl Engine {
         }
     }
 
-    /// Raw logits of each pair of text, in input order (tokenised here; on the GPU chunk by chunk, each
+    /// Raw logits of each pair of text ([`Self::num_labels`] a pair), in input order (tokenised here; on the GPU chunk by chunk, each
     /// tokenised while the one before runs). Errors name the pair's index in `pairs`.
     pub fn logits<Q, D>(&self, pairs: &[(Q, D)]) -> Result<Vec<f32>>
     where
@@ -226,7 +232,7 @@ impl Engine {
         Q: AsRef<str> + Sync,
         D: AsRef<str> + Sync,
     {
-        let mut out = Vec::with_capacity(pairs.len());
+        let mut out = Vec::with_capacity(pairs.len() * self.config.num_labels);
         std::thread::scope(|s| -> Result<()> {
             let tokenise = |r: std::ops::Range<usize>| {
                 s.spawn(move || self.tokenizer.encode_pairs_from(&pairs[r.clone()], r.start))
@@ -252,9 +258,10 @@ impl Engine {
         Ok(out)
     }
 
-    /// Logits of already-encoded pairs, in input order: batches are planned by length under the token
-    /// budget and the results put back where each pair came from. If a pair cannot be taken by the model
-    /// (see [`batch::check_pair`]), or its logit is not finite,, the error is an [`Error::Item`] naming the first such pair in `pairs`.
+    /// Logits of already-encoded pairs ([`Self::num_labels`] a pair), in input order: batches are planned
+    /// by length under the token budget and the results put back where each pair came from. If a pair
+    /// cannot be taken by the model (see [`batch::check_pair`]), or a logit of it is not finite, the
+    /// error is an [`Error::Item`] naming the first such pair in `pairs`.
     pub fn logits_encoded(&self, pairs: &[EncodedPair]) -> Result<Vec<f32>> {
         let lengths: Vec<usize> = pairs.iter().map(EncodedPair::len).collect();
         let plan = batch::plan_batches(&lengths, self.token_budget);
@@ -277,10 +284,11 @@ impl Engine {
             debug_assert!(b.validate(&self.config).is_ok());
             Ok(b)
         };
-        let mut out = vec![0f32; pairs.len()];
+        let labels = self.config.num_labels;
+        let mut out = vec![0f32; pairs.len() * labels];
         let mut put = |k: usize, logits: Vec<f32>| {
-            for (&i, l) in plan[k].iter().zip(logits) {
-                out[i] = l;
+            for (&i, l) in plan[k].iter().zip(logits.chunks_exact(labels)) {
+                out[i * labels..(i + 1) * labels].copy_from_slice(l);
             }
         };
         match &self.backend {
@@ -294,13 +302,13 @@ impl Engine {
         }
         // A NaN or an infinity is not a score: never hand one on (weights are checked for non-finite
         // values at load, so this is an overflow inside the model).
-        if let Some(index) = out.iter().position(|x| !x.is_finite()) {
+        if let Some(at) = out.iter().position(|x| !x.is_finite()) {
             return Err(Error::Item {
                 what: "pair",
-                index,
+                index: at / labels,
                 message: format!(
                     "the model's logit is {} (not finite: the activations overflowed)",
-                    out[index]
+                    out[at]
                 ),
             });
         }

@@ -42,7 +42,7 @@ pub mod weights;
 
 pub use builder::CrossEncoderBuilder;
 pub use config::{Activation, ConfiguredActivation, ModelConfig};
-pub use cross_encoder::{rank, CrossEncoder, Ranked};
+pub use cross_encoder::{CrossEncoder, Ranked};
 pub use engine::{Engine, DEFAULT_CUDA_TOKEN_BUDGET, DEFAULT_TOKEN_BUDGET};
 pub use error::{Error, ErrorKind, Result};
 pub use family::Family;

@@ -278,9 +278,17 @@ pub struct CudaOptions {
     /// `--gemm-algo` / `XENC_GEMM_ALGO`: the i-th of cuBLASLt's heuristic algorithms (0: its first
     /// choice; where a shape has fewer, the first, said once).
     pub gemm_algo: usize,
+    /// `--cuda-unverified` / `XENC_CUDA_UNVERIFIED=1`: run on the GPU what no GPU run has verified yet
+    /// (the RoBERTa / XLM-R family, heads with several labels), with a warning. For
+    /// `scripts/gpu-check.sh`, which checks them against their goldens so they can become defaults;
+    /// off by default, so that a user's GPU runs only what a GPU has executed.
+    pub allow_unverified: bool,
 }
 
 impl CudaOptions {
+    /// The variable of [`Self::allow_unverified`].
+    pub const UNVERIFIED_VAR: &'static str = "XENC_CUDA_UNVERIFIED";
+
     /// Options from named values, as the conventional variables spell them: `lookup("XENC_ATTENTION")`
     /// and so on (`XENC_ATTENTION`, `XENC_FFN_IN`, `XENC_RESIDUAL`, `XENC_POOLER`, `XENC_GEMM`,
     /// `XENC_GEMM_ALGO`); an
@@ -307,6 +315,18 @@ impl CudaOptions {
         if let Some(v) = get("XENC_GEMM_ALGO") {
             o.gemm_algo = parse_gemm_algo(&v)?;
         }
+        if let Some(v) = get(Self::UNVERIFIED_VAR) {
+            o.allow_unverified = match v.trim() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                other => {
+                    return Err(Error::Option(format!(
+                        "{}={other:?}: expected 1, true, 0 or false",
+                        Self::UNVERIFIED_VAR
+                    )))
+                }
+            };
+        }
         Ok(o)
     }
 
@@ -328,6 +348,9 @@ impl CudaOptions {
         }
         if self.gemm != d.gemm {
             parts.push(format!("gemm={}", self.gemm));
+        }
+        if self.allow_unverified {
+            parts.push("unverified models allowed".into());
         }
         if self.gemm_algo != d.gemm_algo {
             parts.push(format!("gemm-algo={}", self.gemm_algo));

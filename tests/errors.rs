@@ -139,7 +139,17 @@ fn unsupported_config_values_are_named() {
             serde_json::json!("t5"),
             &["model_type", "t5"][..],
         ),
-        ("num_labels", serde_json::json!(3), &["3 labels"][..]),
+        (
+            "num_labels",
+            serde_json::json!(3),
+            &["`num_labels` is 3 but `id2label` names 1 label"][..],
+        ),
+        // Three labels in config.json, a one-label head in the weights.
+        (
+            "id2label",
+            serde_json::json!({"0": "a", "1": "b", "2": "c"}),
+            &["classifier", "shape"][..],
+        ),
         ("hidden_size", serde_json::json!(24), &["shape"][..]),
     ] {
         let d = tiny_dir();

@@ -163,7 +163,7 @@ fn gpu_refuses_a_family_no_gpu_has_run() {
         .err()
         .expect("not verified on a GPU");
     assert!(
-        err.to_string().contains("not yet been verified on a GPU"),
+        err.to_string().contains("not yet verified on a GPU"),
         "{err}"
     );
     let auto = CrossEncoder::builder(&dir)

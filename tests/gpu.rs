@@ -985,3 +985,131 @@ fn many_pairs_keep_their_order_through_the_pipeline() {
         order[at]
     );
 }
+
+/// The checkpoints no GPU run has verified yet, opted in (`CudaOptions::allow_unverified`), against
+/// their float64 goldens: the RoBERTa / XLM-R family (tests/golden/families/, up to 8,192 tokens on the
+/// 8,194-position shape) and a 3-label head (tests/golden/labels/). Budget as the issue states it: the
+/// worst |logit - float64| within 3.6e-3 of each shape's logit range (fails above twice that); a pair
+/// alone within 1e-3 of the same pair in the batch. scripts/gpu-check.sh builds the checkpoints on the
+/// GPU machine (numpy) and runs this; a pass is what lets `supported()` admit them by default.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh runs them"]
+fn unverified_families_and_label_heads_match_float64_goldens() {
+    let test = "unverified_families_and_label_heads_match_float64_goldens";
+    if skip_reason(test).is_some() {
+        return;
+    }
+    let mut opts = options();
+    opts.allow_unverified = true;
+    // (checkpoint under the test-model root, goldens, the field of each pair's logits)
+    let shapes = [
+        (
+            "families/xlmr-l2-h384-hd64",
+            "families/xlmr-l2-h384-hd64.jsonl",
+            "logit",
+        ),
+        (
+            "families/xlmr-l2-h128-pos8194",
+            "families/xlmr-l2-h128-pos8194.jsonl",
+            "logit",
+        ),
+        (
+            "families/roberta-l2-h128-hd32",
+            "families/roberta-l2-h128-hd32.jsonl",
+            "logit",
+        ),
+        (
+            "shapes/l2-h128-3labels",
+            "labels/l2-h128-3labels.jsonl",
+            "logits",
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (dir, golden, field) in shapes {
+        let model = match xenc::CrossEncoder::builder(common::checkpoint(dir))
+            .device(xenc::Device::Cuda(0))
+            .cuda_options(opts)
+            .build()
+        {
+            Ok(m) => m,
+            Err(e) => panic!("{dir} on CUDA: {e}"),
+        };
+        let path = common::golden_dir().join(golden);
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let roberta = model.config().family != xenc::Family::Bert;
+        let pairs: Vec<EncodedPair> = lines
+            .iter()
+            .map(|g| {
+                let ids: Vec<u32> = serde_json::from_value(g["input_ids"].clone()).unwrap();
+                let types = match roberta {
+                    true => vec![0; ids.len()],
+                    false => serde_json::from_value(g["token_type_ids"].clone()).unwrap(),
+                };
+                EncodedPair {
+                    input_ids: ids,
+                    token_type_ids: types,
+                }
+            })
+            .collect();
+        let want: Vec<f64> = lines
+            .iter()
+            .flat_map(|g| match &g[field] {
+                serde_json::Value::Array(a) => a.iter().map(|x| x.as_f64().unwrap()).collect(),
+                x => vec![x.as_f64().unwrap()],
+            })
+            .collect();
+        let labels = model.num_labels();
+        let got = model.logits_encoded(&pairs).unwrap();
+        assert_eq!(got.len(), want.len(), "{dir}");
+        let range = want.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            - want.iter().copied().fold(f64::INFINITY, f64::min);
+        let (err, at) = got
+            .iter()
+            .zip(&want)
+            .enumerate()
+            .fold((0f64, 0), |w, (i, (g, x))| {
+                let e = (*g as f64 - x).abs();
+                if e > w.0 || e.is_nan() {
+                    (e, i)
+                } else {
+                    w
+                }
+            });
+        let (target, limit) = (3.6e-3 * range, 7.2e-3 * range);
+        let longest = pairs.iter().map(EncodedPair::len).max().unwrap_or(0);
+        note(&format!(
+            "{dir} on {}: {} pairs up to {longest} tokens, {labels} label(s): worst |logit - float64| = \
+             {err:.3e} at pair {} ({:.1}% of the logit range {range:.3}; target 0.36%, limit 0.72%)",
+            model.device_name(),
+            pairs.len(),
+            at / labels,
+            100.0 * err / range
+        ));
+        if err > target {
+            note(&format!(
+                "{dir}: WARNING: {err:.3e} is over the target {target:.3e}"
+            ));
+        }
+        if err > limit {
+            failed.push(format!("{dir}: {err:.3e} > {limit:.3e}"));
+        }
+        let mut worst_alone = 0f32;
+        for (k, p) in pairs.iter().enumerate().step_by(5) {
+            let alone = model.logits_encoded(std::slice::from_ref(p)).unwrap();
+            for (a, b) in alone.iter().zip(&got[k * labels..(k + 1) * labels]) {
+                worst_alone = worst_alone.max((a - b).abs());
+            }
+        }
+        note(&format!(
+            "{dir}: batch vs alone: worst difference {worst_alone:.2e} (limit 1e-3)"
+        ));
+        if worst_alone > 1e-3 {
+            failed.push(format!("{dir}: batch vs alone {worst_alone:.2e}"));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use xenc::serve::{self, ServeOptions, Server};
-use xenc::{rank, Activation, CrossEncoder, Device};
+use xenc::{Activation, CrossEncoder, Device};
 
 fn model() -> CrossEncoder {
     CrossEncoder::builder(common::test_model("f32"))
@@ -135,7 +135,9 @@ fn rerank_scores_equal_the_librarys_bit_for_bit() {
             .map(|d| (query.as_str(), d.as_str()))
             .collect::<Vec<_>>(),
     );
-    let want = rank(logits.unwrap(), Activation::Raw, docs.len());
+    let want = lib
+        .rank_logits(logits.unwrap(), Activation::Raw, docs.len())
+        .unwrap();
     let (status, got) = post(
         &format!("{url}/rerank"),
         &json!({"query": query, "texts": docs, "raw_scores": true, "truncate": true,
@@ -233,6 +235,75 @@ fn predict_scores_equal_the_librarys_bit_for_bit() {
     );
     assert_eq!(status, 200, "{got}");
     assert_eq!(f32_of(&got[0]["score"]).to_bits(), logit.to_bits());
+    server.shutdown().unwrap();
+}
+
+/// A model with three labels (contradiction / entailment / neutral): /predict answers every label, best
+/// first, as TEI does for a classifier; the reranking routes answer 422 unless the server was started
+/// with a label to rank by (scripts/build_shape_models.py's LABEL_SHAPES).
+#[test]
+fn several_labels_predict_all_and_rerank_only_by_a_chosen_label() {
+    let three = |label: Option<&str>| {
+        let b =
+            CrossEncoder::builder(common::checkpoint("shapes/l2-h128-3labels")).device(Device::Cpu);
+        label.map_or(b.clone(), |l| b.label(l)).build().unwrap()
+    };
+    let lib = three(None);
+    let pairs = corpus(&lib, 12, 9);
+    let want = lib.score(&pairs).unwrap();
+    let serve = |m: CrossEncoder| {
+        let o = ServeOptions {
+            port: 0,
+            ..ServeOptions::default()
+        };
+        let server = serve::start(m, o).unwrap();
+        let url = format!("http://{}", server.addr());
+        (server, url)
+    };
+    let (server, url) = serve(three(None));
+    let inputs: Vec<[&str; 2]> = pairs
+        .iter()
+        .map(|(q, d)| [q.as_str(), d.as_str()])
+        .collect();
+    let (status, got) = post(&format!("{url}/predict"), &json!({"inputs": inputs}));
+    assert_eq!(status, 200, "{got}");
+    let names = ["contradiction", "entailment", "neutral"];
+    for (g, w) in got.as_array().unwrap().iter().zip(want.chunks_exact(3)) {
+        let g = g.as_array().unwrap();
+        assert_eq!(g.len(), 3, "{g:?}");
+        for e in g {
+            let i = names.iter().position(|n| e["label"] == *n).unwrap();
+            assert_eq!(f32_of(&e["score"]).to_bits(), w[i].to_bits());
+        }
+        assert!(g
+            .windows(2)
+            .all(|p| f32_of(&p[0]["score"]) >= f32_of(&p[1]["score"])));
+    }
+    let (_, info) = get(&format!("{url}/info"), None);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["model_type"]["classifier"]["id2label"]["2"], "neutral");
+    let rerank = json!({"query": pairs[0].0, "texts": [pairs[0].1, pairs[1].1]});
+    let r = post(&format!("{url}/rerank"), &rerank);
+    assert!(
+        r.1["error"].as_str().unwrap().contains("--label"),
+        "{}",
+        r.1
+    );
+    assert_error(r, 422, "validation");
+    let v1 = json!({"query": pairs[0].0, "documents": [pairs[0].1]});
+    assert_error(post(&format!("{url}/v1/rerank"), &v1), 422, "validation");
+    server.shutdown().unwrap();
+
+    let (server, url) = serve(three(Some("entailment")));
+    let (status, got) = post(&format!("{url}/rerank"), &rerank);
+    assert_eq!(status, 200, "{got}");
+    let docs = [pairs[0].1.as_str(), pairs[1].1.as_str()];
+    let lib = three(Some("entailment"));
+    let ranked = lib.rerank(&pairs[0].0, &docs, 2).unwrap();
+    for (g, r) in got.as_array().unwrap().iter().zip(&ranked) {
+        assert_eq!(g["index"].as_u64(), Some(r.index as u64));
+        assert_eq!(f32_of(&g["score"]).to_bits(), r.score.to_bits());
+    }
     server.shutdown().unwrap();
 }
 

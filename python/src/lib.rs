@@ -55,8 +55,9 @@ fn parse_activation(s: Option<&str>) -> PyResult<Option<Activation>> {
         None => Ok(None),
         Some("sigmoid") => Ok(Some(Activation::Sigmoid)),
         Some("identity") => Ok(Some(Activation::Raw)),
+        Some("softmax") => Ok(Some(Activation::Softmax)),
         Some(other) => Err(to_py_err(Error::Option(format!(
-            "activation {other:?}: xenc applies \"identity\" or \"sigmoid\""
+            "activation {other:?}: xenc applies \"identity\", \"sigmoid\" or \"softmax\""
         )))),
     }
 }
@@ -65,6 +66,7 @@ fn activation_name(a: Activation) -> &'static str {
     match a {
         Activation::Raw => "identity",
         Activation::Sigmoid => "sigmoid",
+        Activation::Softmax => "softmax",
     }
 }
 
@@ -227,7 +229,9 @@ impl Model {
 #[pymethods]
 impl Model {
     #[new]
-    #[pyo3(signature = (model_dir, device="auto", max_length=None, threads=None, token_budget=None, activation=None))]
+    // One argument per Python keyword argument of the constructor.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (model_dir, device="auto", max_length=None, threads=None, token_budget=None, activation=None, label=None))]
     fn new(
         py: Python<'_>,
         model_dir: PathBuf,
@@ -236,6 +240,7 @@ impl Model {
         threads: Option<usize>,
         token_budget: Option<usize>,
         activation: Option<&str>,
+        label: Option<&str>,
     ) -> PyResult<Self> {
         let mut builder = xenc::CrossEncoder::builder(&model_dir).device(parse_device(device)?);
         if let Some(n) = max_length {
@@ -250,6 +255,9 @@ impl Model {
         if let Some(a) = parse_activation(activation)? {
             builder = builder.activation(a);
         }
+        if let Some(l) = label {
+            builder = builder.label(l);
+        }
         let inner = py.detach(|| builder.build()).map_err(to_py_err)?;
         Ok(Model {
             inner,
@@ -257,8 +265,8 @@ impl Model {
         })
     }
 
-    /// Scores of `pairs` (a sequence of (query, document) sequences of str) in input order, as the
-    /// bytes of native-endian float32 values. `activation`: "identity", "sigmoid", or None for the
+    /// Scores of `pairs` (a sequence of (query, document) sequences of str) in input order, `num_labels`
+    /// a pair, as the bytes of native-endian float32 values. `activation`: "identity", "sigmoid", or None for the
     /// checkpoint's default. `progress(done)` is called after each chunk.
     #[pyo3(signature = (pairs, activation=None, progress=None))]
     fn predict<'py>(
@@ -276,10 +284,9 @@ impl Model {
         let logits = self.chunked(py, pairs.len(), "pair", progress, |r| {
             self.inner.logits(&pairs[r])
         })?;
-        let bytes: Vec<u8> = logits
-            .into_iter()
-            .flat_map(|l| act.apply(l).to_ne_bytes())
-            .collect();
+        let mut scores = logits;
+        act.apply_rows(&mut scores, self.inner.num_labels());
+        let bytes: Vec<u8> = scores.into_iter().flat_map(f32::to_ne_bytes).collect();
         Ok(PyByteArray::new(py, &bytes))
     }
 
@@ -296,6 +303,8 @@ impl Model {
         progress: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Vec<(usize, f32)>> {
         let act = self.activation_or_default(activation)?;
+        // A model with several labels ranks only by a chosen one: say so before any work.
+        self.inner.ranking_label().map_err(to_py_err)?;
         let query = query.cast::<PyString>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "invalid input: the query is {}, expected str",
@@ -318,11 +327,9 @@ impl Model {
         let logits = self.chunked(py, encoded.len(), "document", progress, |r| {
             self.inner.logits_encoded(&encoded[r])
         })?;
-        let n = logits.len();
-        Ok(xenc::rank(logits, act, top_k.unwrap_or(n))
-            .into_iter()
-            .map(|r| (r.index, r.score))
-            .collect())
+        let n = encoded.len();
+        let ranked = (self.inner.rank_logits(logits, act, top_k.unwrap_or(n))).map_err(to_py_err)?;
+        Ok(ranked.into_iter().map(|r| (r.index, r.score)).collect())
     }
 
     /// "cpu" or "cuda:N".
@@ -367,7 +374,24 @@ impl Model {
         &self.model_dir
     }
 
-    /// The default activation: "identity" or "sigmoid".
+    /// The label `rank` ranks by (its index), or None for a model with several labels and no `label`.
+    #[getter]
+    fn label(&self) -> Option<usize> {
+        self.inner.label()
+    }
+
+    /// Raises the ValueError `rank` raises for a model with several labels and no `label`.
+    fn check_rankable(&self) -> PyResult<()> {
+        self.inner.ranking_label().map(drop).map_err(to_py_err)
+    }
+
+    /// Scores per pair: the classifier's labels (1 for a reranker).
+    #[getter]
+    fn num_labels(&self) -> usize {
+        self.inner.num_labels()
+    }
+
+    /// The default activation: "identity", "sigmoid" or "softmax".
     #[getter]
     fn activation(&self) -> &'static str {
         activation_name(self.inner.activation())
@@ -378,7 +402,8 @@ impl Model {
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let c = self.inner.config();
         let d = PyDict::new(py);
-        d.set_item("model_type", "bert")?;
+        // The family xenc runs it as: "bert", or "roberta" for RoBERTa and XLM-RoBERTa.
+        d.set_item("model_type", c.family.name())?;
         d.set_item("vocab_size", c.vocab_size)?;
         d.set_item("hidden_size", c.hidden_size)?;
         d.set_item("num_hidden_layers", c.num_hidden_layers)?;
@@ -394,6 +419,11 @@ impl Model {
             .unwrap_or(c.layer_norm_eps as f64);
         d.set_item("layer_norm_eps", eps)?;
         d.set_item("num_labels", c.num_labels)?;
+        let id2label = PyDict::new(py);
+        for (i, name) in c.labels.iter().enumerate() {
+            id2label.set_item(i, name)?;
+        }
+        d.set_item("id2label", id2label)?;
         let configured = match &c.activation {
             xenc::ConfiguredActivation::Known(a) => activation_name(*a).to_owned(),
             xenc::ConfiguredActivation::Unsupported { value, .. } => value.clone(),

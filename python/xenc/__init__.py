@@ -114,6 +114,9 @@ class CrossEncoder:
         threads: CPU threads for tokenisation and the model (default: all cores).
         token_budget: most tokens in one batch (default 16,384 on the CPU, 65,536 on CUDA).
         activation_fn: overrides the checkpoint's default activation (see ``predict``).
+        label: for a model with several labels (``num_labels``), the label ``rank`` ranks by: its name
+            in config.json's ``id2label`` or its index. Without it such a model's ``rank`` raises
+            ``ValueError``, as sentence-transformers' does.
 
     Raises:
         FileNotFoundError: ``model_dir`` or one of its files is missing.
@@ -132,9 +135,12 @@ class CrossEncoder:
         threads: Optional[int] = None,
         token_budget: Optional[int] = None,
         activation_fn: ActivationLike = None,
+        label: Union[None, str, int] = None,
     ) -> None:
         if not isinstance(device, str):
             raise TypeError(f"device is {type(device).__name__}, expected str")
+        if label is not None and (isinstance(label, bool) or not isinstance(label, (str, int))):
+            raise TypeError(f"label is {type(label).__name__}, expected str, int or None")
         native, self._activation_fn = _activation(activation_fn)
         self._model = _Model(
             os.fspath(model_dir),
@@ -143,6 +149,7 @@ class CrossEncoder:
             _count("threads", threads),
             _count("token_budget", token_budget),
             native,
+            None if label is None else str(label),
         )
 
     # --- read-only properties -------------------------------------------------------------
@@ -175,6 +182,12 @@ class CrossEncoder:
     @property
     def model_dir(self) -> str:
         return self._model.model_dir
+
+    @property
+    def num_labels(self) -> int:
+        """Scores per pair: the classifier's labels (1 for a reranker). With several, ``predict`` returns
+        an array of shape ``(pairs, num_labels)``."""
+        return self._model.num_labels
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -217,9 +230,10 @@ class CrossEncoder:
                 ``sbert_ce_default_activation_function``, else sigmoid for one label; ms-marco
                 checkpoints give raw logits); ``"identity"``/``"sigmoid"`` or ``torch.nn.Identity()``/
                 ``torch.nn.Sigmoid()``; or any other callable, applied to the numpy array of raw logits.
-            apply_softmax: no effect, as in sentence-transformers for one-label models (xenc runs only
-                those).
-            convert_to_numpy: True: a float32 numpy array; False: a list of floats.
+            apply_softmax: for a model with several labels, softmax across each pair's labels, after
+                the activation (as sentence-transformers); no effect with one label.
+            convert_to_numpy: True: a float32 numpy array, of shape ``(pairs,)`` for one label and
+                ``(pairs, num_labels)`` for several; False: a (nested) list of floats.
             show_progress_bar: a tqdm bar (when tqdm is installed); default off.
 
         Raises:
@@ -249,10 +263,16 @@ class CrossEncoder:
         finally:
             progress.close()
         scores = np.frombuffer(buf, dtype=np.float32)
+        labels = self._model.num_labels
+        if labels > 1:
+            scores = scores.reshape(-1, labels)
         if custom is not None:
             scores = np.asarray(custom(scores), dtype=np.float32)
+        if apply_softmax and labels > 1:
+            e = np.exp(scores - scores.max(axis=1, keepdims=True))
+            scores = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
         if singular:
-            return scores[0] if convert_to_numpy else float(scores[0])
+            return scores[0] if convert_to_numpy else scores[0].tolist()
         return scores if convert_to_numpy else scores.tolist()
 
     def rank(
@@ -270,11 +290,15 @@ class CrossEncoder:
         float}`` dicts, with ``"text"`` (the document) when ``return_documents``; ties keep input
         order; at most ``top_k`` (None: all).
 
+        A model with several labels ranks by the constructor's ``label``; without one, ``rank``
+        raises ``ValueError`` (sentence-transformers' ``rank`` refuses such models).
+
         Raises:
-            ValueError: no documents, or a document xenc cannot score
-                (``"invalid input: document 3: ..."``).
+            ValueError: no documents, a document xenc cannot score
+                (``"invalid input: document 3: ..."``), or several labels and no ``label``.
             TypeError: a query or document that is not a str.
         """
+        self._model.check_rankable()
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
         if not isinstance(documents, (list, tuple)):
@@ -288,6 +312,8 @@ class CrossEncoder:
         if custom is not None:
             # A Python activation may not keep the order: score everything, then sort here.
             scores = self.predict([(query, d) for d in documents], activation_fn=custom)
+            if scores.ndim > 1:
+                scores = scores[:, self._model.label]
             order = sorted(range(len(documents)), key=lambda i: scores[i], reverse=True)
             ranked = [(i, float(scores[i])) for i in order][:top_k]
         else:

@@ -16,6 +16,7 @@ class Model:
         threads: Optional[int] = None,
         token_budget: Optional[int] = None,
         activation: Optional[str] = None,
+        label: Optional[str] = None,
     ) -> Model: ...
     def predict(
         self,
@@ -23,7 +24,7 @@ class Model:
         activation: Optional[str] = None,
         progress: Optional[Callable[[int], Any]] = None,
     ) -> bytearray:
-        """Scores as the bytes of native-endian float32 values, in input order."""
+        """Scores as the bytes of native-endian float32 values, ``num_labels`` a pair, in input order."""
     def rank(
         self,
         query: str,
@@ -47,5 +48,10 @@ class Model:
     def model_dir(self) -> str: ...
     @property
     def activation(self) -> str: ...
+    @property
+    def num_labels(self) -> int: ...
+    @property
+    def label(self) -> Optional[int]: ...
+    def check_rankable(self) -> None: ...
     @property
     def config(self) -> dict[str, Any]: ...

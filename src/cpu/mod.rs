@@ -42,7 +42,8 @@ impl CpuBackend {
             .map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
     }
 
-    /// One logit per pair (the first label), in batch order. The batch must be validated.
+    /// Every label's logit of each pair, `num_labels` per pair, in batch order. The batch must be
+    /// validated.
     pub fn forward(&self, batch: &RaggedBatch) -> Vec<f32> {
         match &self.pool {
             Some(pool) => pool.install(|| self.forward_inner(batch)),
@@ -195,6 +196,6 @@ impl CpuBackend {
                 p.add_forward(wall);
             }
         }
-        logits.chunks_exact(l).map(|c| c[0]).collect()
+        logits
     }
 }

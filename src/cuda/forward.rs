@@ -238,8 +238,8 @@ fn project_add_norm(
     lap(clock, gpu, stages.1)
 }
 
-/// Waits for the logits that [`enqueue`] queued in `slot` for a batch of `n` pairs: one logit (label 0)
-/// per pair, in batch order.
+/// Waits for the logits that [`enqueue`] queued in `slot` for a batch of `n` pairs: `labels` logits per
+/// pair, in batch order.
 pub(crate) fn finish(
     a: &Activations,
     slot: usize,
@@ -251,5 +251,5 @@ pub(crate) fn finish(
     if let Some(c) = clock.as_mut() {
         c.end()?;
     }
-    Ok(host.chunks_exact(labels).map(|c| c[0]).collect())
+    Ok(host.to_vec())
 }

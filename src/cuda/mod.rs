@@ -93,7 +93,7 @@ impl CudaBackend {
         token_budget: usize,
         options: &CudaOptions,
     ) -> Result<Self> {
-        supported(cfg, token_budget)?;
+        supported(cfg, token_budget, options.allow_unverified)?;
         let gpu = Gpu::new(ordinal, options)?;
         let weights = DeviceWeights::upload(&gpu, cfg, w)?;
         let activations = Activations::new(&gpu, cfg, token_budget)?;
@@ -201,16 +201,32 @@ impl CudaBackend {
 }
 
 /// What the kernels can run, checked before touching the GPU.
-fn supported(cfg: &ModelConfig, token_budget: usize) -> Result<()> {
+/// Whether the kernels can run `cfg` under `token_budget`. `allow_unverified`
+/// ([`CudaOptions::allow_unverified`]) lets through, with a warning, what they can run but no GPU run
+/// has verified yet.
+fn supported(cfg: &ModelConfig, token_budget: usize, allow_unverified: bool) -> Result<()> {
     let e = |m: String| Err(Error::cuda(format!("{m}; use the CPU backend")));
     // Every family reaches the kernels as BERT does (crate::family: the loader renames the head and
     // drops RoBERTa's first position rows), but only BERT has run on a GPU: a family joins once
-    // scripts/gpu-check.sh has passed it there (its goldens, batch vs alone).
+    // scripts/gpu-check.sh has passed it there (its goldens, batch vs alone). The pooler/classifier
+    // kernel takes any number of labels, but only one-label heads have run on a GPU.
+    let mut unverified = Vec::new();
     if cfg.family != crate::family::Family::Bert {
-        return e(format!(
-            "the {} family has not yet been verified on a GPU",
-            cfg.family.name()
-        ));
+        unverified.push(format!("the {} family", cfg.family.name()));
+    }
+    if cfg.num_labels != 1 {
+        unverified.push(format!("a head with {} labels", cfg.num_labels));
+    }
+    if !unverified.is_empty() {
+        let what = unverified.join(" and ");
+        if !allow_unverified {
+            return e(format!(
+                "{what}: not yet verified on a GPU (BERT with one label is; {} opts in for \
+                 scripts/gpu-check.sh)",
+                CudaOptions::UNVERIFIED_VAR
+            ));
+        }
+        log::warn!("running {what} on the GPU although no GPU run has verified it yet");
     }
     if !plan::ATTN_HEAD_DIMS.contains(&cfg.head_dim()) {
         return e(format!(
@@ -261,18 +277,28 @@ mod tests {
 
     #[test]
     fn unsupported_shapes_are_errors_before_any_cuda_call() {
-        assert!(supported(&cfg(12), 16384).is_ok());
-        assert!(supported(&cfg(6), 16384).is_ok());
-        let err = supported(&cfg(4), 16384).unwrap_err().to_string();
+        assert!(supported(&cfg(12), 16384, false).is_ok());
+        assert!(supported(&cfg(6), 16384, false).is_ok());
+        let err = supported(&cfg(4), 16384, false).unwrap_err().to_string();
         assert!(err.contains("head_dim 96"), "{err}");
-        assert!(supported(&cfg(12), 0).is_err());
-        assert!(supported(&cfg(12), 1 << 21).is_err());
+        assert!(supported(&cfg(12), 0, false).is_err());
+        assert!(supported(&cfg(12), 1 << 21, false).is_err());
         let roberta = ModelConfig {
             family: crate::family::Family::Roberta,
             ..cfg(12)
         };
-        let err = supported(&roberta, 16384).unwrap_err().to_string();
-        assert!(err.contains("roberta family"), "{err}");
+        let err = supported(&roberta, 16384, false).unwrap_err().to_string();
+        assert!(err.contains("roberta family: not yet verified"), "{err}");
+        assert!(supported(&roberta, 16384, true).is_ok());
+        let three_labels = ModelConfig {
+            num_labels: 3,
+            ..cfg(12)
+        };
+        let err = supported(&three_labels, 16384, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a head with 3 labels"), "{err}");
+        assert!(supported(&three_labels, 16384, true).is_ok());
     }
 
     /// Without a driver (as on CI) asking for the GPU is an error value, not a panic.

@@ -121,10 +121,10 @@ fn run_merged(shared: &Shared, mut batch: Vec<Job>) {
     }));
     match result {
         Ok(Ok(logits)) => {
+            let labels = shared.model.num_labels();
             for (k, j) in batch.into_iter().enumerate() {
-                let _ = j
-                    .reply
-                    .send(Ok(logits[offsets[k]..offsets[k + 1]].to_vec()));
+                let mine = &logits[offsets[k] * labels..offsets[k + 1] * labels];
+                let _ = j.reply.send(Ok(mine.to_vec()));
             }
         }
         Ok(Err(e)) if e.item().is_some() => {

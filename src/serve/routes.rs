@@ -19,7 +19,7 @@ use super::batcher::{Job, Shared};
 use super::{ApiError, ServeOptions};
 use crate::config::Activation;
 use crate::tokenize::EncodedPair;
-use crate::{rank, CrossEncoder};
+use crate::CrossEncoder;
 
 /// What every handler shares.
 pub(crate) struct State {
@@ -285,6 +285,26 @@ fn check_length(
     Ok(())
 }
 
+/// A model with several labels ranks only by the label chosen with `--label`: otherwise the reranking
+/// routes answer 422 before any work.
+fn check_rankable(s: &State) -> Result<(), ApiError> {
+    let m = &s.shared.model;
+    if m.label().is_some() {
+        return Ok(());
+    }
+    Err(ApiError::validation(format!(
+        "the model has {} labels ({}); reranking needs one score per document: start the server \
+         with --label NAME to rank by that label, or score pairs with /predict",
+        m.num_labels(),
+        m.config().labels_listed()
+    )))
+}
+
+/// Documents scored: `logits` holds one row of labels each.
+fn texts_len(logits: &[f32], s: &State) -> usize {
+    logits.len() / s.shared.model.num_labels()
+}
+
 fn activation(s: &State, raw_scores: bool) -> Activation {
     if raw_scores {
         Activation::Raw
@@ -314,6 +334,7 @@ async fn rerank(
     answer(&s, "/rerank", async {
         authorize(&s, &headers)?;
         let r: RerankRequest = parse(&s, body)?;
+        check_rankable(&s)?;
         check_count(&s, r.texts.len(), "texts")?;
         let truncate = truncation(&s, r.truncate, r.truncation_direction.as_deref())?;
         let act = activation(&s, r.raw_scores);
@@ -327,8 +348,10 @@ async fn rerank(
             score(&s, move |m| encode_documents(m, &query, &texts, truncate))
         })
         .await?;
-        let n = logits.len();
-        let ranked: Vec<Value> = rank(logits, act, n)
+        let n = texts_len(&logits, &s);
+        let ranked =
+            (s.shared.model.rank_logits(logits, act, n)).map_err(|e| ApiError::from(&e))?;
+        let ranked: Vec<Value> = ranked
             .into_iter()
             .map(|r| {
                 let mut v = json!({"index": r.index, "score": r.score});
@@ -384,6 +407,7 @@ async fn v1_rerank(
     answer(&s, "/v1/rerank", async {
         authorize(&s, &headers)?;
         let r: V1RerankRequest = parse(&s, body)?;
+        check_rankable(&s)?;
         check_count(&s, r.documents.len(), "documents")?;
         let truncate = s.options.auto_truncate;
         let texts: Vec<String> = (r.documents.into_iter())
@@ -396,9 +420,11 @@ async fn v1_rerank(
             score(&s, move |m| encode_documents(m, &query, &texts, truncate))
         })
         .await?;
-        let top_n = r.top_n.unwrap_or(logits.len());
+        let top_n = r.top_n.unwrap_or(texts_len(&logits, &s));
         let act = s.shared.model.activation();
-        let results: Vec<Value> = rank(logits, act, top_n)
+        let ranked =
+            (s.shared.model.rank_logits(logits, act, top_n)).map_err(|e| ApiError::from(&e))?;
+        let results: Vec<Value> = ranked
             .into_iter()
             .map(|r| {
                 let mut v = json!({"index": r.index, "relevance_score": r.score});
@@ -433,8 +459,8 @@ struct PredictRequest {
     raw_scores: bool,
 }
 
-/// TEI's `inputs`: one pair `[query, document]` (answered `[{score, label}]`) or a list of pairs
-/// (answered `[[{score, label}], ...]`). A cross-encoder scores pairs: a lone text is a 422.
+/// TEI's `inputs`: one pair `[query, document]` (answered `[{score, label}]`, one entry per label,
+/// best first) or a list of pairs (answered `[[{score, label}], ...]`). A cross-encoder scores pairs: a lone text is a 422.
 fn predict_inputs(inputs: Value) -> Result<(bool, Vec<(String, String)>), ApiError> {
     let pair = |v: &Value| -> Option<(String, String)> {
         match v.as_array().map(Vec::as_slice) {
@@ -470,14 +496,23 @@ async fn predict(
         check_count(&s, pairs.len(), "inputs")?;
         let truncate = truncation(&s, r.truncate, r.truncation_direction.as_deref())?;
         let act = activation(&s, r.raw_scores);
-        let (logits, _) = score(&s, move |m| encode_pairs(m, &pairs, truncate)).await?;
-        let label = |l: f32| json!([{"score": act.apply(l), "label": "LABEL_0"}]);
+        let (mut logits, _) = score(&s, move |m| encode_pairs(m, &pairs, truncate)).await?;
+        let names = &s.shared.model.config().labels;
+        act.apply_rows(&mut logits, names.len());
+        // As TEI: every label of a pair, best first (ties in label order).
+        let labelled = |row: &[f32]| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            let entries = order
+                .into_iter()
+                .map(|i| json!({"score": row[i], "label": names[i]}));
+            Value::Array(entries.collect())
+        };
+        let mut rows = logits.chunks_exact(names.len()).map(labelled);
         if single {
-            return Ok(json_response(label(logits[0])));
+            return Ok(json_response(rows.next().expect("one pair")));
         }
-        Ok(json_response(Value::Array(
-            logits.into_iter().map(label).collect(),
-        )))
+        Ok(json_response(Value::Array(rows.collect())))
     })
     .await
 }
@@ -530,12 +565,20 @@ async fn info(Extract(s): Extract<S>, headers: HeaderMap) -> Response {
         Ok(()) => {
             let m = &s.shared.model;
             let o = &s.options;
+            let labels = &m.config().labels;
+            let id2label: serde_json::Map<String, Value> = (labels.iter().enumerate())
+                .map(|(i, n)| (i.to_string(), n.clone().into()))
+                .collect();
+            let label2id: serde_json::Map<String, Value> = (labels.iter().enumerate())
+                .map(|(i, n)| (n.clone(), i.into()))
+                .collect();
             json_response(json!({
                 "model_id": o.model_id,
                 "model_dtype": if m.on_gpu() { "float16" } else { "float32" },
                 "model_type": {"classifier": {
-                    "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}},
-                "activation": format!("{:?}", m.activation()).to_lowercase(),
+                    "id2label": id2label, "label2id": label2id}},
+                "activation": m.activation().name(),
+                "rank_label": m.label().map(|i| labels[i].clone()),
                 "device": m.device_name(),
                 "max_input_length": m.max_length(),
                 "max_batch_tokens": m.token_budget(),

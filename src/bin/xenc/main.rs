@@ -28,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Score (query, document) pairs: JSON Lines {"query": ..., "document": ...} in, {"score": ...} out.
+    /// Score (query, document) pairs: JSON Lines {"query": ..., "document": ...} in, {"score": ...} out
+    /// ({"scores": {"label": ..., ...}} for a model with several labels).
     Score {
         #[command(flatten)]
         model: ModelArgs,
@@ -37,7 +38,7 @@ enum Command {
         input: Option<PathBuf>,
     },
     /// Rank documents (one per line) for one query; prints {"index": i, "score": s}, best first (i: the
-    /// document's 0-based line).
+    /// document's 0-based line). A model with several labels ranks by --label.
     Rerank {
         #[command(flatten)]
         model: ModelArgs,
@@ -69,6 +70,14 @@ struct ModelArgs {
     /// Print raw logits instead of the checkpoint's default activation.
     #[arg(long)]
     raw: bool,
+    /// A model with several labels: softmax across each pair's labels (sentence-transformers'
+    /// apply_softmax) instead of the checkpoint's default activation.
+    #[arg(long, conflicts_with = "raw")]
+    softmax: bool,
+    /// A model with several labels: the label `rerank` (and the server's /rerank, /v1/rerank) ranks
+    /// by, by its name in config.json's id2label or by its index.
+    #[arg(long, value_name = "LABEL")]
+    label: Option<String>,
     /// Tokens per pair after truncation (default: tokenizer_config.json's model_max_length, as
     /// sentence-transformers; without it min(512, the model's positions)).
     #[arg(long, value_name = "N")]
@@ -109,6 +118,11 @@ struct CudaArgs {
     /// The i-th of cuBLASLt's heuristic algorithms per GEMM shape (default 0).
     #[arg(long, env = "XENC_GEMM_ALGO", value_name = "I", value_parser = gemm_algo)]
     gemm_algo: Option<usize>,
+    /// Run on CUDA what no GPU run has verified yet (the RoBERTa / XLM-R family, heads with several
+    /// labels), for scripts/gpu-check.sh.
+    #[arg(long, env = "XENC_CUDA_UNVERIFIED", value_name = "BOOL", value_parser = unverified,
+          num_args = 0..=1, default_missing_value = "1", hide = true)]
+    cuda_unverified: Option<bool>,
 }
 
 impl CudaArgs {
@@ -121,6 +135,7 @@ impl CudaArgs {
         o.pooler = self.pooler.unwrap_or(d.pooler);
         o.gemm = self.gemm.unwrap_or(d.gemm);
         o.gemm_algo = self.gemm_algo.unwrap_or(d.gemm_algo);
+        o.allow_unverified = self.cuda_unverified.unwrap_or(d.allow_unverified);
         o
     }
 }
@@ -139,6 +154,13 @@ fn gemm_algo(s: &str) -> std::result::Result<usize, String> {
         return Ok(0);
     }
     xenc::options::parse_gemm_algo(s).map_err(|e| e.to_string())
+}
+
+fn unverified(s: &str) -> std::result::Result<bool, String> {
+    let var = CudaOptions::UNVERIFIED_VAR;
+    CudaOptions::from_lookup(|k| (k == var).then(|| s.to_string()))
+        .map(|o| o.allow_unverified)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_device(s: &str) -> std::result::Result<Device, String> {
@@ -163,6 +185,12 @@ impl ModelArgs {
         }
         if self.raw {
             b = b.activation(Activation::Raw);
+        }
+        if self.softmax {
+            b = b.activation(Activation::Softmax);
+        }
+        if let Some(l) = &self.label {
+            b = b.label(l);
         }
         if let Some(n) = self.token_budget {
             b = b.token_budget(n);

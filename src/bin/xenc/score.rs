@@ -59,6 +59,7 @@ pub fn run(model: &CrossEncoder, (input, source): (Input, String)) -> Result<()>
     let lines = spawn_reader(input, source.clone(), size);
     let progress = progress();
     let mut out = BufWriter::new(std::io::stdout().lock());
+    let line = Line::new(model);
     let mut chunk: Vec<(String, String)> = Vec::with_capacity(size);
     let mut first_line = 1;
     let mut stop = None;
@@ -82,7 +83,7 @@ pub fn run(model: &CrossEncoder, (input, source): (Input, String)) -> Result<()>
             Err(_) => true, // idle, or the end of the input
         };
         if flush && !chunk.is_empty() {
-            score_chunk(model, &chunk, &source, first_line, &mut out)?;
+            score_chunk(model, &line, &chunk, &source, first_line, &mut out)?;
             progress.inc(chunk.len() as u64);
             first_line += chunk.len();
             chunk.clear();
@@ -100,6 +101,7 @@ pub fn run(model: &CrossEncoder, (input, source): (Input, String)) -> Result<()>
 /// the pairs before it are printed and the error names its line.
 fn score_chunk(
     model: &CrossEncoder,
+    line: &Line,
     chunk: &[(String, String)],
     source: &str,
     first_line: usize,
@@ -113,11 +115,39 @@ fn score_chunk(
             None => return Err(e),
         },
     };
-    for s in scores {
-        writeln!(out, "{{\"score\":{}}}", json_f32(s)).map_err(stdout_err)?;
+    for row in scores.chunks_exact(line.keys.len()) {
+        line.write(out, row)?;
     }
     out.flush().map_err(stdout_err)?;
     stop.map_or(Ok(()), |e| Err(at_line(e, source, first_line)))
+}
+
+/// One output line per pair: `{"score":s}` for a one-label model, `{"scores":{"label":s,...}}` with
+/// every label (id2label's names, or their indices where two labels share a name) for one with several.
+struct Line {
+    keys: Vec<String>,
+}
+
+impl Line {
+    fn new(model: &CrossEncoder) -> Self {
+        let names = &model.config().labels;
+        let unique = names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
+        let keys = (names.iter().enumerate())
+            .map(|(i, n)| if unique { n.clone() } else { i.to_string() })
+            .map(|k| serde_json::to_string(&k).expect("a string serialises"))
+            .collect();
+        Line { keys }
+    }
+
+    fn write(&self, out: &mut impl Write, row: &[f32]) -> Result<()> {
+        if let [s] = row {
+            return writeln!(out, "{{\"score\":{}}}", json_f32(*s)).map_err(stdout_err);
+        }
+        let fields: Vec<String> = (self.keys.iter().zip(row))
+            .map(|(k, s)| format!("{k}:{}", json_f32(*s)))
+            .collect();
+        writeln!(out, "{{\"scores\":{{{}}}}}", fields.join(",")).map_err(stdout_err)
+    }
 }
 
 /// A spinner with the count and rate of pairs scored, on stderr when it is a terminal.
