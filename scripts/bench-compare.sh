@@ -169,9 +169,12 @@ binary, model, device, threads, pairs, repeats, rows = sys.argv[1:8]
 cmd = [binary, "score", "--model", model, "--device", device, "--threads", threads, "--input", pairs]
 xenc = [json.loads(l) for l in open(rows) if '"xenc"' in l and '"end_to_end"' in l]
 times = []
+# /dev/null opened write-only, as a shell's `> /dev/null`: xenc takes a read-write /dev/null on its stdout
+# (what subprocess.DEVNULL opens) for a closed stdout and refuses to run.
+devnull = open("/dev/null", "w")
 for i in range(int(repeats) + 1):  # the first pass warms the page cache and is not counted
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=devnull)
     if i:
         times.append(time.perf_counter() - t)
 secs = statistics.median(times)
