@@ -11,15 +11,21 @@
 # --input      JSON Lines {"query", "document"}; default: --generate N (N = 128 on cpu, 20000 on cuda),
 #              written by `xenc bench --generate N --seed S --write-pairs FILE`
 # --prose N    N pairs of real prose: the ordinary pairs of tests/golden/pairs.jsonl (relevant, irrelevant,
-#              hard negatives, short documents; no edge cases, no long documents; ~93 tokens per pair), cycled
+#              hard negatives, short documents; no edge cases, no long documents; ~93 tokens per pair with
+#              BERT's WordPiece, ~191 with the XLM-R test tokenizer of tests/fixtures/xlmr-tokenizer), cycled
 # --threads    CPU threads of every engine (default: nproc)
-# --model      checkpoint dir (default: $XENC_TEST_MODEL, else $HOME/.cache/xenc/test-model/f32)
+# --model      checkpoint dir (default: $XENC_TEST_MODEL, else $HOME/.cache/xenc/test-model/f32): BERT, or
+#              RoBERTa / XLM-RoBERTa on the CPU (ONNX Runtime then gets input_ids and attention_mask only,
+#              padded with the checkpoint's pad id; scripts/build_bench_models.py makes an XLM-R base shape)
 # --repeats    timed passes per measurement, median reported (default 3 on cpu, 5 on cuda); --warmup-s:
 #              baselines' warm-up (default 2 s, at least one pass; xenc does one warm-up pass);
 #              --batch-size: baselines' batch size (default 32); --rerank-runs: xenc's 1x50 rerank
 #              latency runs (default 10 on cpu, 50 on cuda)
 # --engines    baselines to run (default ort,st); an engine whose packages are missing is skipped
 # --raw FILE   also keep every engine's JSON lines in FILE
+#
+# Agreement: the logits of xenc (`xenc score --raw`, the whole-process warm-up pass) and of ONNX Runtime
+# (its last end-to-end pass) on the same pairs; the table's notes give the max abs difference.
 #
 # xenc: $XENC_BIN when set (a prebuilt binary, e.g. on a machine without cargo), else
 # `cargo build --release` and target/release/xenc.
@@ -34,7 +40,7 @@ COMMAND=${COMMAND% }
 
 DEVICE=cpu INPUT="" GENERATE="" PROSE="" THREADS="" SEED=42 REPEATS="" WARMUP=2 BATCH=32 ENGINES=ort,st RAW="" RERANK_RUNS=""
 MODEL=${XENC_TEST_MODEL:-$CACHE/test-model/f32}
-usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "error: $1 needs a value" >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -141,6 +147,13 @@ else
     echo "pairs: $(basename "$INPUT")" >> "$NOTES"
 fi
 NPAIRS=$(grep -c . "$INPUT" || true)
+"$RENDER_PY" - "$MODEL/config.json" "$(basename "$MODEL")" >> "$NOTES" <<'EOF' || true
+import json, sys
+c = json.load(open(sys.argv[1]))
+print(f"model: {sys.argv[2]} ({c.get('model_type', 'bert')}, {c.get('num_hidden_layers')} layers, hidden "
+      f"{c.get('hidden_size')}, {c.get('num_attention_heads')} heads, intermediate {c.get('intermediate_size')}, "
+      f"vocab {c.get('vocab_size')}, {c.get('max_position_embeddings')} positions)")
+EOF
 say "$NPAIRS pairs, device $DEVICE, $THREADS threads"
 
 # ---- xenc ----------------------------------------------------------------------------------------------
@@ -163,17 +176,23 @@ fi
 
 # The CLI as a user runs it: one whole process per pass (load the checkpoint, tokenise, score, print).
 say "xenc score as a whole process"
-"$RENDER_PY" - "$BIN" "$MODEL" "$DEVICE" "$THREADS" "$INPUT" "$REPEATS" "$ROWS" <<'EOF' || say "xenc score failed"
+"$RENDER_PY" - "$BIN" "$MODEL" "$DEVICE" "$THREADS" "$INPUT" "$REPEATS" "$ROWS" "$WORK/xenc.logits" <<'EOF' || say "xenc score failed"
 import json, statistics, subprocess, sys, time
-binary, model, device, threads, pairs, repeats, rows = sys.argv[1:8]
+binary, model, device, threads, pairs, repeats, rows, logits = sys.argv[1:9]
 cmd = [binary, "score", "--model", model, "--device", device, "--threads", threads, "--input", pairs]
 xenc = [json.loads(l) for l in open(rows) if '"xenc"' in l and '"end_to_end"' in l]
 times = []
+# /dev/null opened write-only, as a shell's `> /dev/null`: xenc takes a read-write /dev/null on its stdout
+# (what subprocess.DEVNULL opens) for a closed stdout and refuses to run.
+devnull = open("/dev/null", "w")
 for i in range(int(repeats) + 1):  # the first pass warms the page cache and is not counted
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     if i:
+        subprocess.run(cmd, check=True, stdout=devnull)
         times.append(time.perf_counter() - t)
+    else:  # its logits are compared with ONNX Runtime's
+        with open(logits, "w") as out:
+            subprocess.run(cmd + ["--raw"], check=True, stdout=out)
 secs = statistics.median(times)
 n = sum(1 for l in open(pairs) if l.strip())
 tokens = xenc[0]["tokens"] if xenc else None
@@ -215,9 +234,11 @@ for e in "${ENGINE_LIST[@]}"; do
     fi
     say "$name ($PY)"
     t0=$(date +%s)
+    logits=()
+    [[ $e != ort ]] || logits=(--logits "$WORK/ort.logits")
     if "$PY" "$REPO/scripts/bench_baselines.py" --model "$MODEL" --input "$INPUT" --engines "$e" \
             --device "$DEVICE" --threads "$THREADS" --batch-size "$BATCH" --warmup-s "$WARMUP" \
-            --repeats "$REPEATS" --json > "$WORK/$e.out" 2> "$WORK/$e.err"; then
+            --repeats "$REPEATS" --json "${logits[@]}" > "$WORK/$e.out" 2> "$WORK/$e.err"; then
         grep '^{' "$WORK/$e.out" >> "$ROWS" || true
         say "$name: $(( $(date +%s) - t0 )) s"
     else
@@ -225,6 +246,19 @@ for e in "${ENGINE_LIST[@]}"; do
         echo "$name: failed ($(tail -1 "$WORK/$e.err"))" >> "$NOTES"
     fi
 done
+if [[ -s "$WORK/xenc.logits" && -s "$WORK/ort.logits" ]]; then
+    "$RENDER_PY" - "$WORK/xenc.logits" "$WORK/ort.logits" "$ROWS" <<'EOF' || say "logit comparison failed"
+import json, sys
+x = [json.loads(l)["score"] for l in open(sys.argv[1]) if l.strip()]
+o = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+if len(x) != len(o):
+    raise SystemExit(f"xenc gave {len(x)} logits, onnxruntime {len(o)}")
+d = [abs(a - b) for a, b in zip(x, o)]
+i = max(range(len(d)), key=d.__getitem__)
+print(json.dumps({"engine": "onnxruntime", "measure": "agreement", "pairs": len(d), "max_abs_logit_diff": d[i],
+                  "at_pair": i, "mean_abs_logit_diff": sum(d) / len(d)}), file=open(sys.argv[3], "a"))
+EOF
+fi
 [[ -z "$RAW" ]] || cp "$ROWS" "$RAW"
 
 # ---- the table -----------------------------------------------------------------------------------------
@@ -273,6 +307,11 @@ for r in rows:
         print(f"\nxenc rerank 1 query x 50 documents: p50 {r.get('p50_ms', 0):.1f} ms, p99 {r.get('p99_ms', 0):.1f} ms")
     if r.get("engine") == "xenc" and r.get("measure") == "peak_memory" and r.get("host_peak_rss_mib"):
         print(f"xenc peak host memory: {r['host_peak_rss_mib']:.0f} MiB")
+agree = next((r for r in rows if r.get("measure") == "agreement"), None)
+if agree:
+    print(f"\nlogits, xenc (`xenc score --raw`) vs ONNX Runtime (end to end) on the same {agree['pairs']} pairs: "
+          f"max abs diff {agree['max_abs_logit_diff']:.3g} (pair {agree['at_pair']}), "
+          f"mean {agree['mean_abs_logit_diff']:.3g}")
 cli = xenc.get("cli_process")
 ort_e2e = next((r for r in rows if r.get("engine") == "onnxruntime" and r.get("measure") == "end_to_end"), None)
 if cli:

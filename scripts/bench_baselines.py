@@ -3,7 +3,7 @@
 sentence-transformers' CrossEncoder.
 
     python scripts/bench_baselines.py --model DIR --input PAIRS.jsonl [--engines ort,st] [--device cpu|cuda]
-        [--threads N] [--batch-size 32] [--warmup-s 2] [--repeats 5] [--json]
+        [--threads N] [--batch-size 32] [--warmup-s 2] [--repeats 5] [--json] [--logits FILE]
 
 Both engines get the pairs sorted by token length and cut into batches of --batch-size, padded only
 within a batch. Two measures per engine, each the median of --repeats passes over all pairs after at
@@ -16,7 +16,11 @@ least --warmup-s seconds of warm-up passes:
 
 onnxruntime: the model from scripts/export_onnx.py (fp32 on CPU; fp16 with the CUDA execution provider
 when --device cuda), intra_op_num_threads=N, inter_op_num_threads=1, ORT_ENABLE_ALL, sequential execution;
-tokenisation with the HF fast tokenizer (AutoTokenizer; truncation longest_first, max_length 512).
+tokenisation with the HF fast tokenizer (AutoTokenizer; truncation longest_first, max_length 512). It is
+fed the graph's own inputs: input_ids, attention_mask and, for BERT, token_type_ids (RoBERTa / XLM-RoBERTa
+graphs have none); batches are padded with the tokenizer's pad id (0 for BERT; 1 for XLM-R, whose
+position ids transformers computes from input_ids). --logits FILE: the logits of ONNX Runtime's last
+end-to-end pass, one JSON number per line in input order (bench-compare.sh compares them with xenc's).
 sentence-transformers: CrossEncoder(DIR, max_length=512) in fp32 on CPU (torch.set_num_threads(N)), fp16
 on CUDA; model = CrossEncoder.forward on batches from CrossEncoder.preprocess, end_to_end =
 CrossEncoder.predict(pairs, batch_size) (which sorts by length itself).
@@ -105,6 +109,8 @@ class Workload:
 
         self.tok = AutoTokenizer.from_pretrained(model_dir, use_fast=True)
         assert self.tok.is_fast, "the HF fast tokenizer is needed"
+        # Padding: the tokenizer's pad id (BERT 0; RoBERTa / XLM-R 1, which their position ids skip).
+        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         self.pairs = pairs
         self.batch_size = batch_size
         enc = self.encode(pairs)
@@ -119,20 +125,25 @@ class Workload:
         return self.tok([q for q, _ in pairs], [d for _, d in pairs], truncation="longest_first",
                         max_length=MAX_LENGTH, padding=False, return_attention_mask=False)
 
-    @staticmethod
-    def pad(enc, idx):
+    def pad(self, enc, idx):
+        """input_ids, attention_mask and, where the tokenizer gives them (BERT), token_type_ids."""
         import numpy as np
 
         width = max(len(enc["input_ids"][i]) for i in idx)
-        ids = np.zeros((len(idx), width), dtype=np.int64)
-        tt = np.zeros((len(idx), width), dtype=np.int64)
+        ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+        types = "token_type_ids" in enc
+        tt = np.zeros((len(idx), width), dtype=np.int64) if types else None
         mask = np.zeros((len(idx), width), dtype=np.int64)
         for r, i in enumerate(idx):
             n = len(enc["input_ids"][i])
             ids[r, :n] = enc["input_ids"][i]
-            tt[r, :n] = enc["token_type_ids"][i]
+            if types:
+                tt[r, :n] = enc["token_type_ids"][i]
             mask[r, :n] = 1
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if types:
+            feed["token_type_ids"] = tt
+        return feed
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -164,7 +175,20 @@ def bench_ort(a, work: Workload):
     if cuda and sess.get_providers()[0] != "CUDAExecutionProvider":
         raise SystemExit(f"onnxruntime did not take the CUDA execution provider: {sess.get_providers()}")
 
-    feeds = [work.pad(work.enc, idx) for idx in work.batches]
+    # Only the graph's inputs (a RoBERTa / XLM-R graph has no token_type_ids).
+    inputs = [i.name for i in sess.get_inputs()]
+    missing = [n for n in inputs if n not in ("input_ids", "attention_mask", "token_type_ids")]
+    if missing:
+        raise SystemExit(f"the ONNX model wants inputs this script cannot make: {missing}")
+
+    def feed(enc, idx):
+        f = work.pad(enc, idx)
+        if "token_type_ids" in inputs and "token_type_ids" not in f:
+            f["token_type_ids"] = np.zeros_like(f["input_ids"])
+        return {n: f[n] for n in inputs}
+
+    feeds = [feed(work.enc, idx) for idx in work.batches]
+    last_logits = {}
 
     def model_pass():
         for f in feeds:
@@ -175,18 +199,25 @@ def bench_ort(a, work: Workload):
         lengths = [len(ids) for ids in enc["input_ids"]]
         order = sorted(range(len(lengths)), key=lengths.__getitem__)
         scores = np.empty(len(lengths), dtype=np.float32)
+        all_logits = np.empty(len(lengths), dtype=np.float32)
         for s in range(0, len(order), work.batch_size):
             idx = order[s:s + work.batch_size]
-            logits = sess.run(["logits"], work.pad(enc, idx))[0][:, 0]
+            logits = sess.run(["logits"], feed(enc, idx))[0][:, 0]
             scores[idx] = 1.0 / (1.0 + np.exp(-logits))
+            all_logits[idx] = logits
+        last_logits["end_to_end"] = all_logits
         return scores
 
     extra = {"precision": "fp16" if fp16 else "fp32", "providers": sess.get_providers(),
-             "fusions": info["fusions"], "exporter": info.get("exporter"),
+             "fusions": info["fusions"], "exporter": info.get("exporter"), "inputs": inputs,
              "versions": versions(["onnxruntime", "onnxruntime-gpu", "onnx", "tokenizers", "transformers",
                                    "torch"])}
     yield "model", model_pass, extra
     yield "end_to_end", end_to_end_pass, extra
+    if a.logits is not None and "end_to_end" in last_logits:
+        with open(a.logits, "w", encoding="utf-8") as f:
+            for x in last_logits["end_to_end"]:
+                f.write(json.dumps(float(x)) + "\n")
 
 
 def bench_st(a, work: Workload):
@@ -279,6 +310,7 @@ def main() -> int:
     ap.add_argument("--warmup-s", type=float, default=2.0)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", action="store_true", help="one JSON object per measurement")
+    ap.add_argument("--logits", type=Path, help="onnxruntime: write its end-to-end logits here, in input order")
     a = ap.parse_args()
     keys = [k.strip() for k in a.engines.split(",") if k.strip()]
     for k in keys:

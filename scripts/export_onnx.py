@@ -1,16 +1,28 @@
 #!/usr/bin/env python3
-"""Export a BERT cross-encoder checkpoint to ONNX, optimised for ONNX Runtime (a baseline for xenc).
+"""Export a BERT or RoBERTa / XLM-RoBERTa cross-encoder checkpoint to ONNX, optimised for ONNX Runtime
+(a baseline for xenc).
 
     python scripts/export_onnx.py --model DIR [--out FILE.onnx] [--fp16]
 
-1. torch.onnx export of AutoModelForSequenceClassification (fp32, eager attention), inputs
-   input_ids / attention_mask / token_type_ids (int64, dynamic batch and sequence axes), output logits;
-2. ONNX Runtime's BERT optimizer (onnxruntime.transformers.optimizer.optimize_model, model_type "bert"):
-   fuses embedding+layernorm, attention, layernorm, gelu (+bias), skip-layernorm (+bias);
+1. torch.onnx export of AutoModelForSequenceClassification (fp32, eager attention), output logits, inputs
+   (int64, dynamic batch and sequence axes) by the config's model_type:
+     bert                  input_ids / attention_mask / token_type_ids;
+     roberta, xlm-roberta  input_ids / attention_mask: transformers' *RobertaForSequenceClassification
+                           takes no token types here (every one is 0) and numbers positions inside the
+                           model from input_ids (pad_token_id + 1 onwards, padding keeps pad_token_id),
+                           so a padded batch must be padded with the checkpoint's pad_token_id;
+2. ONNX Runtime's transformer optimizer (onnxruntime.transformers.optimizer.optimize_model) with
+   model_type "bert" for every family (its MODEL_TYPES has no RoBERTa entry; "bert" is the optimizer
+   for BERT-like encoders): fuses embedding+layernorm, attention, layernorm, gelu (+bias),
+   skip-layernorm (+bias). For RoBERTa / XLM-R every fusion but the embedding one applies: ORT's
+   EmbedLayerNormalization numbers positions from 0, so its optimizer leaves RoBERTa's position ids
+   (from pad_token_id + 1) unfused, as Gather + Add + LayerNormalization (onnxruntime 1.31.1:
+   Attention, BiasGelu and SkipLayerNormalization per layer, one LayerNormalization);
 3. with --fp16, conversion to float16 weights/activations (inputs and logits stay int64 / float32), meant
    for the CUDA execution provider;
 4. verification: logits of the optimised model on ~20 pairs (one padded batch) against transformers fp32
-   (each pair alone, unpadded); the max abs diff is printed and must be < 1e-4 (fp32) or < 2e-2 (fp16).
+   (each pair alone, unpadded; the batch padded by the tokenizer, i.e. with its pad token); the max abs
+   diff is printed and must be < 1e-4 (fp32) or < 2e-2 (fp16).
 
 The result is cached under $XENC_CACHE/onnx/ (XENC_CACHE defaults to $HOME/.cache/xenc), keyed by a hash of
 model.safetensors, config.json, this script's export settings and the torch / transformers / onnx /
@@ -35,6 +47,21 @@ FP32_TOL = 1e-4
 FP16_TOL = 2e-2
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VERIFY_PAIRS = REPO / "tests" / "golden" / "pairs.jsonl"
+# model_type -> the graph's inputs, in this order.
+INPUT_NAMES = {
+    "bert": ["input_ids", "attention_mask", "token_type_ids"],
+    "roberta": ["input_ids", "attention_mask"],
+    "xlm-roberta": ["input_ids", "attention_mask"],
+}
+# model_type -> onnxruntime.transformers.optimizer's model_type.
+ORT_MODEL_TYPE = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert"}
+
+
+def input_names(cfg: dict) -> list[str]:
+    mt = cfg.get("model_type", "bert")
+    if mt not in INPUT_NAMES:
+        raise SystemExit(f"export_onnx: model_type {mt!r} is not supported (expected {', '.join(INPUT_NAMES)})")
+    return INPUT_NAMES[mt]
 
 
 def quiet_hf() -> None:
@@ -113,11 +140,12 @@ def load_pairs(path: Path | None, n: int) -> list[tuple[str, str]]:
     return [pairs[i] for i in picked]
 
 
-def torch_export(model_dir: Path, path: Path) -> str:
-    """Exports fp32 logits(input_ids, attention_mask, token_type_ids); returns the exporter used."""
+def torch_export(model_dir: Path, path: Path, cfg: dict) -> str:
+    """Exports fp32 logits(input_ids, attention_mask[, token_type_ids]); returns the exporter used."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    names = input_names(cfg)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, dtype=torch.float32, attn_implementation="eager"
     ).eval()
@@ -130,14 +158,23 @@ def torch_export(model_dir: Path, path: Path) -> str:
         def forward(self, input_ids, attention_mask, token_type_ids):
             return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
 
-    wrapped = Logits(model).eval()
+    class LogitsNoTypes(torch.nn.Module):  # RoBERTa / XLM-R: no token types, as transformers runs them
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    wrapped = (Logits if "token_type_ids" in names else LogitsNoTypes)(model).eval()
     b, s = 2, 16
+    # Ids from 1000 up (2000 in BERT's 30,522), clear of the special and pad ids below 1000.
+    hi = min(2000, int(cfg.get("vocab_size", 30522)))
     args = (
-        torch.randint(1000, 2000, (b, s), dtype=torch.int64),
+        torch.randint(min(1000, hi // 2), hi, (b, s), dtype=torch.int64),
         torch.ones((b, s), dtype=torch.int64),
         torch.zeros((b, s), dtype=torch.int64),
-    )
-    names = ["input_ids", "attention_mask", "token_type_ids"]
+    )[:len(names)]
     with torch.no_grad():
         try:
             # The TorchScript exporter (no longer the default since torch 2.9) gives the graph shapes
@@ -167,8 +204,8 @@ def optimise(raw: Path, out: Path, cfg: dict, fp16: bool) -> dict[str, int]:
     from onnxruntime.transformers.optimizer import optimize_model
 
     opt = optimize_model(
-        str(raw), model_type="bert", num_heads=cfg["num_attention_heads"], hidden_size=cfg["hidden_size"],
-        use_gpu=fp16 and cuda_ep_available(),
+        str(raw), model_type=ORT_MODEL_TYPE[cfg.get("model_type", "bert")], num_heads=cfg["num_attention_heads"],
+        hidden_size=cfg["hidden_size"], use_gpu=fp16 and cuda_ep_available(),
     )
     stats = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
     if fp16:
@@ -212,13 +249,15 @@ def verify(model_dir: Path, onnx_path: Path, fp16: bool, pairs_path: Path | None
     sess = ort_session(onnx_path, device)
     enc = tok([q for q, _ in pairs], [d for _, d in pairs], truncation="longest_first", max_length=512,
               padding=True, return_tensors="np")
-    feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    # The graph's own inputs (RoBERTa / XLM-R: no token_type_ids); the tokenizer pads with its pad id.
+    feeds = {k: enc[k].astype(np.int64) for k in (i.name for i in sess.get_inputs())}
     got = sess.run(["logits"], feeds)[0].astype(np.float64)
     diff = float(np.abs(got - ref).max())
     tol = FP16_TOL if fp16 else FP32_TOL
     lens = enc["attention_mask"].sum(axis=1)
     return {
-        "pairs": len(pairs), "padded_shape": list(enc["input_ids"].shape),
+        "pairs": len(pairs), "inputs": list(feeds), "pad_token_id": tok.pad_token_id,
+        "padded_shape": list(enc["input_ids"].shape),
         "lengths": [int(lens.min()), int(lens.max())], "device": device,
         "providers": sess.get_providers(), "max_abs_diff": diff, "tolerance": tol, "ok": diff < tol,
     }
@@ -243,7 +282,7 @@ def ensure_onnx(model_dir: Path, fp16: bool = False, verify_pairs: Path | None =
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
         t0 = time.perf_counter()
-        exporter = torch_export(model_dir, tmp / "raw.onnx")
+        exporter = torch_export(model_dir, tmp / "raw.onnx", cfg)
         t1 = time.perf_counter()
         fusions = optimise(tmp / "raw.onnx", tmp / "model.onnx", cfg, fp16)
         t2 = time.perf_counter()
