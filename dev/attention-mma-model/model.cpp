@@ -337,6 +337,10 @@ int main() {
     test(32, {1, 31, 32, 33, 64, 65, 96, 97, 128, 129, 160, 161, 200, 512}, 2, false, 1.f, Tiles::Full, Entry::V3S4);
     test(32, {512, 5, 77, 130}, 2, true, 4.f, Tiles::Full, Entry::V3S4);
     test(32, {300, 1, 64, 129, 9}, 2, false, 2.f, Tiles::Random, Entry::V3S4);
+    // Long inputs (RoBERTa / XLM-R up to 8,192 positions) through the default kernel: past 2,048 keys in
+    // full, 8,192 for [CLS] only.
+    test(64, {2100, 5}, 1, false, 1.f, Tiles::Full, Entry::Default);
+    test(64, {8192, 3}, 2, true, 1.f, Tiles::Full, Entry::Default);
     fails += launch_errors;
     printf("%s (%d failures)\n", fails ? "FAILED" : "ALL OK", fails);
     return fails != 0;

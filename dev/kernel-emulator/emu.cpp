@@ -229,6 +229,8 @@ int main() {
         test_attn(D, lens, 2, false, 1.f); test_attn(D, lens, 3, true, 1.f);
         test_attn(D, {512, 1, 300, 511}, 1, false, 4.f); test_attn(D, {512, 5, 77}, 2, true, 4.f); test_attn(D, {300, 1, 64, 129}, 2, false, 2.f, true);
     }
+    // Long inputs (RoBERTa / XLM-R up to 8,192 positions): past 2,048 keys in full, 8,192 for [CLS] only.
+    test_attn(64, {2100, 5}, 1, false, 1.f); test_attn(64, {8192, 3}, 2, true, 1.f);
     printf("%s (%d failures)\n", fails ? "FAILED" : "ALL OK", fails);
     return fails != 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every kernel of kernels/ on the CPU (one OS thread per CUDA thread, real block barriers and warp
-# shuffles, fp16 as _Float16) against float64 references, on ragged lengths 1..512, both head_dims,
+# shuffles, fp16 as _Float16) against float64 references, on ragged lengths 1..512 (and, at head_dim 64, 2,100 in full and 8,192 [CLS]-only), both head_dims,
 # [CLS]-only attention, in-place LayerNorm and grids smaller or larger than the work. Needs g++ (C++20).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
