@@ -66,3 +66,19 @@ def test_rank_refuses_without_a_label_and_ranks_by_the_chosen_one(three_dir, gol
         xenc.CrossEncoder(three_dir, device="cpu", label="maybe")
     with pytest.raises(TypeError, match="label is float"):
         xenc.CrossEncoder(three_dir, device="cpu", label=1.0)
+
+
+def test_the_ray_scorer_adds_every_label_a_row(three_dir, gold):
+    """xenc.ray.Scorer called directly (Ray itself is tested in test_ray.py): numpy and pandas batches."""
+    import pandas as pd
+
+    from xenc.ray import Scorer
+
+    pairs, rows = gold
+    s = Scorer(three_dir, device="cpu", threads=1)
+    batch = {"query": np.array([q for q, _ in pairs[:5]]), "document": np.array([d for _, d in pairs[:5]])}
+    want = np.array([r["st_default"] for r in rows[:5]])
+    np.testing.assert_allclose(s(batch)["score"], want, rtol=0, atol=1e-5)
+    df = s(pd.DataFrame(batch))
+    np.testing.assert_allclose(np.stack(df["score"].to_list()), want, rtol=0, atol=1e-5)
+    assert s({"query": np.array([], dtype=str), "document": np.array([], dtype=str)})["score"].shape == (0, 3)

@@ -39,7 +39,8 @@ class Scorer:
             Set ``threads`` to the ``num_cpus`` each actor reserves, so actors on one machine do not
             contend for cores.
         query_column, document_column: the input columns (str).
-        score_column: the output column (float32).
+        score_column: the output column (float32; for a model with several labels, one float32 array of
+            ``num_labels`` per row).
 
     A batch may be a dict of numpy arrays (Ray's default ``batch_format="numpy"``) or a pandas
     DataFrame (``batch_format="pandas"``); the same kind comes back, with ``score_column`` added.
@@ -73,7 +74,8 @@ class Scorer:
         q = queries.tolist() if hasattr(queries, "tolist") else list(queries)
         d = documents.tolist() if hasattr(documents, "tolist") else list(documents)
         if not q:
-            return np.zeros(0, dtype=np.float32)
+            labels = self.model.num_labels
+            return np.zeros((0, labels) if labels > 1 else 0, dtype=np.float32)
         return self.model.predict(list(zip(q, d)))
 
     def __call__(self, batch: Any) -> Any:
@@ -83,7 +85,8 @@ class Scorer:
             return out
         # pandas.DataFrame (or anything with columns and assign)
         scores = self._score(batch[self.query_column], batch[self.document_column])
-        return batch.assign(**{self.score_column: scores})
+        # A DataFrame column is one-dimensional: several labels go in as one array a row.
+        return batch.assign(**{self.score_column: list(scores) if scores.ndim > 1 else scores})
 
     def __repr__(self) -> str:
         return f"Scorer({self.model!r}, {self.query_column!r}, {self.document_column!r} -> {self.score_column!r})"
