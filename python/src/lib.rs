@@ -328,7 +328,8 @@ impl Model {
             self.inner.logits_encoded(&encoded[r])
         })?;
         let n = encoded.len();
-        let ranked = (self.inner.rank_logits(logits, act, top_k.unwrap_or(n))).map_err(to_py_err)?;
+        let ranked =
+            (self.inner.rank_logits(logits, act, top_k.unwrap_or(n))).map_err(to_py_err)?;
         Ok(ranked.into_iter().map(|r| (r.index, r.score)).collect())
     }
 
