@@ -408,7 +408,10 @@ fn labels(obj: &serde_json::Map<String, Value>) -> Result<Vec<String>> {
         Some(Value::Object(m)) if !m.is_empty() && m.len() as u64 <= MAX_LABELS => {
             let mut names = vec![None; m.len()];
             for (k, v) in m {
-                let slot = k.parse::<usize>().ok().and_then(|i| names.get_mut(i));
+                // "0" and "00" name the same index: the second finds its slot taken.
+                let slot = (k.parse::<usize>().ok())
+                    .and_then(|i| names.get_mut(i))
+                    .filter(|s| s.is_none());
                 let (Some(slot), Some(name)) = (slot, v.as_str()) else {
                     return Err(Error::config(format!(
                         "field `id2label` has the entry {k:?}: {v}; expected label indices 0..{} \
@@ -639,6 +642,7 @@ mod tests {
             ),
             ("id2label", r#"{"1":"a"}"#, "entry \"1\""),
             ("id2label", r#"{"0":7}"#, "entry \"0\": 7"),
+            ("id2label", r#"{"0":"a","00":"b"}"#, "entry \"00\""),
             ("id2label", "{}", "`id2label` is {}"),
             (
                 "position_embedding_type",
