@@ -99,7 +99,6 @@ pub(crate) fn run(shared: Arc<Shared>, jobs: mpsc::Receiver<Job>) {
         m.batch_pairs.observe(pairs as f64);
         m.batch_tokens.observe(tokens as f64);
         run_merged(&shared, batch);
-        m.inference_seconds.observe(start.elapsed().as_secs_f64());
     }
 }
 
@@ -116,9 +115,12 @@ fn run_merged(shared: &Shared, mut batch: Vec<Job>) {
         merged.append(&mut j.pairs);
         offsets.push(merged.len());
     }
+    let start = Instant::now();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         shared.model.engine().logits_encoded(&merged)
     }));
+    // Before any reply: a client that reads /metrics after its answer finds its batch counted.
+    (shared.metrics.inference_seconds).observe(start.elapsed().as_secs_f64());
     match result {
         Ok(Ok(logits)) => {
             let labels = shared.model.num_labels();

@@ -165,7 +165,7 @@ impl Metrics {
         self.inference_seconds.write(
             &mut out,
             "xenc_inference_duration_seconds",
-            "One merged batch through the model.",
+            "One merged batch through the model (a batch run again without a failed request counts twice).",
         );
         self.batch_pairs
             .write(&mut out, "xenc_batch_pairs", "Pairs per merged batch.");
