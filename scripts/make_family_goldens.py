@@ -24,7 +24,6 @@ meta.json: versions, sizes, errors, sentence-transformers' default activation pe
 """
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -33,7 +32,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_goldens import load_pairs, sha256_file  # noqa: E402
+from make_goldens import golden_selection, load_classifier, load_pairs, sha256_file  # noqa: E402
 from build_family_models import SHAPES  # noqa: E402
 
 FIRST = 60
@@ -114,11 +113,11 @@ def main():
     import torch
     import transformers
     from sentence_transformers import CrossEncoder
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     torch.set_num_threads(args.threads)
     pairs = load_pairs(args.pairs)
-    selected = [i for i, p in enumerate(pairs) if i < FIRST or p["note"].startswith("edge:")]
+    selected = golden_selection(pairs, FIRST)
     os.makedirs(args.out, exist_ok=True)
     shapes_meta = {}
     fuzz_meta = None
@@ -158,12 +157,7 @@ def main():
             encs.append(ids)
         lens = [len(ids) for ids in encs]
 
-        model32, info = AutoModelForSequenceClassification.from_pretrained(model_dir, output_loading_info=True)
-        for k in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-            if info.get(k):
-                raise SystemExit(f"{name}: checkpoint loading problem, {k}: {info[k]}")
-        model32.eval()
-        model64 = copy.deepcopy(model32).double().eval()
+        model32, model64 = load_classifier(model_dir, name)
 
         def run(model, ids):
             with torch.inference_mode():

@@ -25,6 +25,7 @@ Outputs in --out:
 """
 
 import argparse
+import copy
 import hashlib
 import json
 import math
@@ -65,6 +66,24 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def load_classifier(model_dir, name="checkpoint"):
+    """AutoModelForSequenceClassification of model_dir in eval mode (float32) and a float64 copy; exits
+    naming `name` if a tensor is missing, unexpected or mismatched."""
+    from transformers import AutoModelForSequenceClassification
+
+    model32, info = AutoModelForSequenceClassification.from_pretrained(model_dir, output_loading_info=True)
+    for k in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        if info.get(k):
+            raise SystemExit(f"{name}: checkpoint loading problem, {k}: {info[k]}")
+    model32.eval()
+    return model32, copy.deepcopy(model32).double().eval()
+
+
+def golden_selection(pairs, first):
+    """Indices of the pairs the other goldens use: the first `first` and every "edge:" pair."""
+    return [i for i, p in enumerate(pairs) if i < first or p["note"].startswith("edge:")]
+
+
 def main():
     args = parse_args()
 
@@ -75,7 +94,7 @@ def main():
     import torch
     import transformers
     from sentence_transformers import CrossEncoder
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -120,14 +139,8 @@ def main():
           f"truncated to {max_len}: {sum(l == max_len for l in lens)}", file=sys.stderr)
 
     # ---- transformers, float64 / float32 / float16 / bfloat16 -------------
-    model32, info = AutoModelForSequenceClassification.from_pretrained(model_dir, output_loading_info=True)
-    for k in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        if info.get(k):
-            raise SystemExit(f"checkpoint loading problem, {k}: {info[k]}")
-    model32.eval()
+    model32, model64 = load_classifier(model_dir)
     assert model32.config.num_labels == 1
-    import copy
-    model64 = copy.deepcopy(model32).double().eval()
 
     def run(model, ids, tt):
         with torch.inference_mode():

@@ -18,7 +18,6 @@ model (it refuses).
 """
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -27,7 +26,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from build_shape_models import LABEL_SHAPES  # noqa: E402
-from make_goldens import load_pairs, sha256_file  # noqa: E402
+from make_goldens import golden_selection, load_classifier, load_pairs, sha256_file  # noqa: E402
 
 FIRST = 60
 MAX_LENGTH = 512
@@ -47,11 +46,11 @@ def main():
     import torch
     import transformers
     from sentence_transformers import CrossEncoder
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     torch.set_num_threads(args.threads)
     pairs = load_pairs(args.pairs)
-    selected = [i for i, p in enumerate(pairs) if i < FIRST or p["note"].startswith("edge:")]
+    selected = golden_selection(pairs, FIRST)
     os.makedirs(args.out, exist_ok=True)
     shapes_meta = {}
     for name in LABEL_SHAPES:
@@ -67,13 +66,8 @@ def main():
                     max_length=MAX_LENGTH, padding=False)
             encs.append((list(e["input_ids"][0]), list(e["token_type_ids"][0])))
 
-        model32, info = AutoModelForSequenceClassification.from_pretrained(model_dir, output_loading_info=True)
-        for k in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-            if info.get(k):
-                raise SystemExit(f"{name}: checkpoint loading problem, {k}: {info[k]}")
-        model32.eval()
+        model32, model64 = load_classifier(model_dir, name)
         assert model32.config.num_labels == len(labels), name
-        model64 = copy.deepcopy(model32).double().eval()
 
         def run(model, ids, tt):
             with torch.inference_mode():

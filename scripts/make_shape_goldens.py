@@ -24,7 +24,6 @@ max_length = min(512, max_position_embeddings):
 """
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -33,7 +32,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_goldens import load_pairs, sha256_file  # noqa: E402
+from make_goldens import golden_selection, load_classifier, load_pairs, sha256_file  # noqa: E402
 from build_shape_models import SHAPES, STAMP_FILE  # noqa: E402
 
 FIRST = 60
@@ -63,14 +62,14 @@ def main():
     import torch
     import transformers
     from sentence_transformers import CrossEncoder
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     pairs = load_pairs(args.pairs)
-    selected = [i for i, p in enumerate(pairs) if i < FIRST or p["note"].startswith("edge:")]
+    selected = golden_selection(pairs, FIRST)
     print(f"{len(selected)} of {len(pairs)} pairs selected", file=sys.stderr)
 
     # The MiniLM goldens were made with the same tokenizer files at max_length 512:
@@ -128,16 +127,11 @@ def main():
         lens = [len(ids) for ids, _ in encs]
 
         # ---- transformers float64 / float32 ---------------------------------
-        model32, info = AutoModelForSequenceClassification.from_pretrained(model_dir, output_loading_info=True)
-        for k in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-            if info.get(k):
-                raise SystemExit(f"{name}: checkpoint loading problem, {k}: {info[k]}")
-        model32.eval()
+        model32, model64 = load_classifier(model_dir, name)
         mc = model32.config
         assert mc.num_labels == 1
         for k in CONFIG_KEYS:
             assert getattr(mc, k) == cfg.get(k, getattr(mc, k)), (name, k)
-        model64 = copy.deepcopy(model32).double().eval()
 
         def run(model, ids, tt):
             with torch.inference_mode():

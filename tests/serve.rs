@@ -19,13 +19,18 @@ fn model() -> CrossEncoder {
 }
 
 fn start(edit: impl FnOnce(&mut ServeOptions)) -> (Server, String) {
+    start_with(model(), edit)
+}
+
+/// A server of `model` on 127.0.0.1, any free port.
+fn start_with(model: CrossEncoder, edit: impl FnOnce(&mut ServeOptions)) -> (Server, String) {
     let mut o = ServeOptions {
         port: 0,
         model_id: "test-model".into(),
         ..ServeOptions::default()
     };
     edit(&mut o);
-    let server = serve::start(model(), o).unwrap();
+    let server = serve::start(model, o).unwrap();
     let url = format!("http://{}", server.addr());
     (server, url)
 }
@@ -246,21 +251,17 @@ fn several_labels_predict_all_and_rerank_only_by_a_chosen_label() {
     let three = |label: Option<&str>| {
         let b =
             CrossEncoder::builder(common::checkpoint("shapes/l2-h128-3labels")).device(Device::Cpu);
-        label.map_or(b.clone(), |l| b.label(l)).build().unwrap()
+        match label {
+            Some(l) => b.label(l),
+            None => b,
+        }
+        .build()
+        .unwrap()
     };
     let lib = three(None);
     let pairs = corpus(&lib, 12, 9);
     let want = lib.score(&pairs).unwrap();
-    let serve = |m: CrossEncoder| {
-        let o = ServeOptions {
-            port: 0,
-            ..ServeOptions::default()
-        };
-        let server = serve::start(m, o).unwrap();
-        let url = format!("http://{}", server.addr());
-        (server, url)
-    };
-    let (server, url) = serve(three(None));
+    let (server, url) = start_with(three(None), |_| {});
     let inputs: Vec<[&str; 2]> = pairs
         .iter()
         .map(|(q, d)| [q.as_str(), d.as_str()])
@@ -294,7 +295,7 @@ fn several_labels_predict_all_and_rerank_only_by_a_chosen_label() {
     assert_error(post(&format!("{url}/v1/rerank"), &v1), 422, "validation");
     server.shutdown().unwrap();
 
-    let (server, url) = serve(three(Some("entailment")));
+    let (server, url) = start_with(three(Some("entailment")), |_| {});
     let (status, got) = post(&format!("{url}/rerank"), &rerank);
     assert_eq!(status, 200, "{got}");
     let docs = [pairs[0].1.as_str(), pairs[1].1.as_str()];
